@@ -1,0 +1,287 @@
+"""GroupMixFormer: a vision transformer with Group-Mix Attention.
+
+Ge et al., "Advancing Vision Transformers with Group-Mix Attention", arXiv 2311.15157; official code
+AILab-CVC/GroupMixFormer. This implementation follows our spec (``shared/specs/groupmixformer.md``), quirks
+included, so that converted official checkpoints give the official logits. Where we depart (any input size),
+the README of ``configs/groupmixformer`` says so.
+
+Reading order, as in the paper: Group-Mix Attention (GMA) -> GMA block -> stage -> network.
+"""
+from collections import OrderedDict
+from typing import Sequence, Tuple
+
+import torch
+from mmcv.cnn import DepthwiseSeparableConvModule, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.transformer import FFN
+from mmengine.model import BaseModule, ModuleList
+from torch import nn
+
+from mixformer_mm.models.layers import checkpointed
+from mixformer_mm.registry import register_model
+
+from .base_backbone import HierarchicalBackbone
+
+HSWISH = dict(type='HSwish')
+NUM_SEGMENTS = 5  # four pre-attention segments and one non-attention segment
+NUM_HEADS = 8
+# The official position-encoding convolution gives heads 0-1, 2-4 and 5-7 kernels 3, 5 and 7 (hard-wired to 8 heads).
+REL_POS_KERNEL_HEADS = ((3, 2), (5, 3), (7, 3))
+BRANCH_KERNELS = (3, 5, 7)
+
+
+def _stem_conv(in_channels, out_channels, norm_cfg):
+    # The official stem convs keep their bias although a BatchNorm follows (checkpoints carry it).
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=True),
+            bn=build_norm_layer(norm_cfg, out_channels)[1],
+            act=nn.Hardswish()))
+
+
+def _separable_conv(in_channels, out_channels, kernel_size, stride=1, norm_cfg=None, act_cfg=None):
+    """Depthwise k x k then pointwise 1 x 1, both without bias, then the optional norm and activation."""
+    return DepthwiseSeparableConvModule(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False,
+        norm_cfg=norm_cfg, act_cfg=act_cfg, dw_norm_cfg=None, dw_act_cfg=None)
+
+
+class GroupMixAttention(BaseModule):
+    """Group-Mix Attention.
+
+    Q, K and V are split channel-wise into five segments. Four go through aggregators shared by Q, K and V
+    (identity, and separable convs of kernel 3, 5, 7), giving attention over tokens and over group proxies; each
+    pair of heads sees one aggregator. Attention is CoaT's factorised form, ``Q (softmax_N(K)^T V)``, linear in
+    the number of tokens, plus a convolutional relative-position term ``Q * DWConv(V)``. The fifth segments of
+    Q, K and V feed a non-attention branch. Both are mixed by the token-ensemble projection.
+    """
+
+    def __init__(self, embed_dims: int, qkv_bias: bool = True, norm_cfg: dict = dict(type='BN'), init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = embed_dims
+        self.seg_dims = embed_dims // NUM_SEGMENTS
+        self.attn_dims = self.seg_dims * (NUM_SEGMENTS - 1)
+        self.head_dims = self.attn_dims // NUM_HEADS
+        # Official quirk, kept for parity: the scale uses C/8 rather than the real head width C/10.
+        self.scale = (embed_dims // NUM_HEADS)**-0.5
+
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+
+        # Pre-attention aggregators, applied to Q, K and V with the same weights.
+        self.token_branch = nn.Sequential(
+            OrderedDict(bn=build_norm_layer(norm_cfg, self.seg_dims)[1], act=nn.Hardswish()))
+        self.group_branches = ModuleList([
+            _separable_conv(self.seg_dims, self.seg_dims, k, norm_cfg=norm_cfg, act_cfg=HSWISH)
+            for k in BRANCH_KERNELS
+        ])
+
+        # Non-attention aggregator over the concatenated fifth segments of Q, K and V.
+        self.non_attn_conv = _separable_conv(3 * self.seg_dims, self.seg_dims, 3)
+        self.non_attn_norm = nn.LayerNorm(self.seg_dims)  # eps 1e-5 here, unlike the blocks' 1e-6
+        self.act = nn.Hardswish()
+
+        self.rel_pos_channels = [heads * self.head_dims for _, heads in REL_POS_KERNEL_HEADS]
+        self.rel_pos_convs = ModuleList([
+            nn.Conv2d(c, c, k, padding=k // 2, groups=c)
+            for (k, _), c in zip(REL_POS_KERNEL_HEADS, self.rel_pos_channels)
+        ])
+
+        self.proj = nn.Linear(embed_dims, embed_dims)  # token ensemble layer
+
+    def _aggregate(self, qkv: torch.Tensor, batch: int, hw: Tuple[int, int]):
+        height, width = hw
+        # Q, K and V are stacked on the batch axis so that each BatchNorm sees them as one batch, as in the
+        # official code; training statistics depend on it.
+        maps = qkv.view(batch, height * width, 3, self.embed_dims).permute(2, 0, 3, 1)
+        maps = maps.reshape(3 * batch, self.embed_dims, height, width)
+        segments = maps.split(self.seg_dims, dim=1)
+
+        pre_attn = [self.token_branch(segments[0])]
+        pre_attn += [branch(seg) for branch, seg in zip(self.group_branches, segments[1:4])]
+        pre_attn = torch.cat(pre_attn, dim=1)
+
+        non_attn = segments[4].reshape(3, batch, self.seg_dims, height, width).transpose(0, 1)
+        non_attn = self.non_attn_conv(non_attn.reshape(batch, 3 * self.seg_dims, height, width))
+        non_attn = self.act(self.non_attn_norm(non_attn.flatten(2).transpose(1, 2)))
+        return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
+
+    def _to_heads(self, feature_map: torch.Tensor) -> torch.Tensor:
+        batch = feature_map.shape[0]
+        return feature_map.reshape(batch, NUM_HEADS, self.head_dims, -1).transpose(-1, -2)
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        batch, num_tokens, _ = x.shape
+        (q_map, k_map, v_map), non_attn = self._aggregate(self.qkv(x), batch, hw)
+        q, k, v = self._to_heads(q_map), self._to_heads(k_map), self._to_heads(v_map)
+
+        context = k.softmax(dim=-2).transpose(-1, -2) @ v  # (B, heads, d, d): softmax over tokens, per channel
+        factorised = q @ context
+        rel_pos = torch.cat(
+            [conv(part) for conv, part in zip(self.rel_pos_convs, v_map.split(self.rel_pos_channels, dim=1))],
+            dim=1)
+        out = self.scale * factorised + q * self._to_heads(rel_pos)
+
+        out = out.transpose(1, 2).reshape(batch, num_tokens, self.attn_dims)
+        return self.proj(torch.cat([out, non_attn], dim=-1))
+
+
+class GroupMixBlock(BaseModule):
+    """Convolutional position encoding, then pre-norm GMA and pre-norm GELU MLP, each with a residual."""
+
+    def __init__(self,
+                 embed_dims: int,
+                 mlp_ratio: float,
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.cpe = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = GroupMixAttention(embed_dims, qkv_bias=qkv_bias, norm_cfg=norm_cfg)
+        # Both residual branches use the block's rate, each drawing its own mask.
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.ffn = FFN(
+            embed_dims=embed_dims,
+            feedforward_channels=int(embed_dims * mlp_ratio),
+            act_cfg=dict(type='GELU'),
+            dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate) if drop_path_rate > 0 else None,
+            add_identity=True)
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        batch, _, channels = x.shape
+        feature_map = x.transpose(1, 2).reshape(batch, channels, *hw)
+        x = (feature_map + self.cpe(feature_map)).flatten(2).transpose(1, 2)
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        return self.ffn(self.norm2(x), identity=x)
+
+
+class GroupMixStage(BaseModule):
+    """A separable-conv embedding (stride 1 for the first stage, 2 after) followed by GMA blocks."""
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 depth: int,
+                 mlp_ratio: float,
+                 stride: int,
+                 drop_path_rates: Sequence[float],
+                 qkv_bias: bool = True,
+                 norm_cfg: dict = dict(type='BN'),
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.embed = _separable_conv(in_channels, embed_dims, 3, stride=stride, norm_cfg=norm_cfg, act_cfg=HSWISH)
+        self.blocks = ModuleList([
+            GroupMixBlock(embed_dims, mlp_ratio, drop_path_rates[i], qkv_bias=qkv_bias, norm_cfg=norm_cfg)
+            for i in range(depth)
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            tokens = checkpointed(block, tokens, (height, width), enabled=self.with_cp)
+        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+@register_model
+class GroupMixFormer(HierarchicalBackbone):
+    """GroupMixFormer backbone for classification, detection and segmentation.
+
+    Args:
+        arch (str | dict): ``'m'``, ``'t'``, ``'s'``, ``'b'``, ``'l'`` or a dict with ``embed_dims``, ``depths``
+            and ``mlp_ratios`` (four values each). Widths must be divisible by 10; there are always 8 heads.
+            ``'l'`` uses the official config file, which does not reproduce the paper's L size (README).
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (Sequence[int]): Stages whose NCHW outputs are returned (strides 4, 8, 16, 32).
+        frozen_stages (int): ``-1`` nothing, ``0`` the stem, ``k`` the stem and the first ``k`` stages.
+        norm_eval (bool): Keep every BatchNorm in eval mode while training (frozen statistics).
+        norm_cfg (dict): Norm of the convolutional parts (stem, embeddings, aggregators): BN or SyncBN.
+        drop_path_rate (float): Stochastic depth rate of the last block (linear from 0).
+        qkv_bias (bool): Bias of the QKV projection (True in all official models).
+        final_norm (bool): Apply the classifier's BatchNorm to the last stage's output, as the official
+            ImageNet model does before pooling. Off for dense tasks (the official features are un-normalised).
+        with_cp (bool): Recompute block activations in backward to save memory.
+        init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    """
+
+    arch_zoo = {
+        'm': dict(embed_dims=[40, 80, 160, 160], depths=[3, 3, 12, 4], mlp_ratios=[4, 4, 4, 4]),
+        't': dict(embed_dims=[80, 160, 200, 240], depths=[4, 4, 12, 4], mlp_ratios=[4, 4, 4, 4]),
+        's': dict(embed_dims=[80, 160, 320, 320], depths=[2, 4, 12, 4], mlp_ratios=[4, 4, 4, 4]),
+        'b': dict(embed_dims=[200, 240, 320, 480], depths=[8, 8, 12, 8], mlp_ratios=[2, 2, 4, 4]),
+        'l': dict(embed_dims=[240, 320, 360, 480], depths=[8, 10, 30, 10], mlp_ratios=[4, 4, 2, 2]),
+    }
+    arch_zoo.update({
+        'mini': arch_zoo['m'], 'tiny': arch_zoo['t'], 'small': arch_zoo['s'], 'base': arch_zoo['b'],
+        'large': arch_zoo['l']
+    })
+    arch_keys = ('embed_dims', 'depths', 'mlp_ratios')
+
+    def __init__(self,
+                 arch='s',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 final_norm: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp,
+                         init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
+        arch = self.parse_arch(arch)
+        self._check_arch(arch)
+        self.embed_dims = list(arch['embed_dims'])
+        depths = list(arch['depths'])
+
+        stem_dims = (in_channels, self.embed_dims[0] // 2, self.embed_dims[0])
+        self.stem = nn.Sequential(*[_stem_conv(cin, cout, norm_cfg) for cin, cout in zip(stem_dims, stem_dims[1:])])
+
+        rates = self.stochastic_depth_rates(drop_path_rate, depths)
+        self.stages = ModuleList()
+        for i in range(self.num_stages):
+            self.stages.append(
+                GroupMixStage(
+                    in_channels=self.embed_dims[max(i - 1, 0)],
+                    embed_dims=self.embed_dims[i],
+                    depth=depths[i],
+                    mlp_ratio=arch['mlp_ratios'][i],
+                    stride=1 if i == 0 else 2,
+                    drop_path_rates=rates[i],
+                    qkv_bias=qkv_bias,
+                    norm_cfg=norm_cfg,
+                    with_cp=with_cp))
+
+        self.final_norm = build_norm_layer(norm_cfg, self.embed_dims[-1])[1] if final_norm else None
+        self._freeze()
+
+    def _check_arch(self, arch: dict) -> None:
+        for key in self.arch_keys:
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'GroupMixFormer: arch[{key!r}] needs {self.num_stages} values, got {arch[key]}')
+        bad = [c for c in arch['embed_dims'] if c % (2 * NUM_SEGMENTS) != 0]
+        if bad:
+            raise ValueError(f'GroupMixFormer: embed_dims {bad} are not divisible by 10; GMA splits each width '
+                             'into 5 segments and 4 of them into 8 heads')
+        if arch.get('num_heads', NUM_HEADS) != NUM_HEADS:
+            raise ValueError(f'GroupMixFormer: num_heads must be 8 (the position-encoding kernels are assigned '
+                             f'to heads 0-1, 2-4 and 5-7), got {arch["num_heads"]}')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self.check_input(x)
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                is_last = i == self.num_stages - 1
+                outs.append(self.final_norm(x) if is_last and self.final_norm is not None else x)
+        return tuple(outs)

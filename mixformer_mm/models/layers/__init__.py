@@ -1,0 +1,3 @@
+from .checkpoint import checkpointed
+
+__all__ = ['checkpointed']

@@ -1,0 +1,3 @@
+from .checkpoint import (compare_state_dicts, describe_mismatch, load_checked_state_dict, unwrap_state_dict)
+
+__all__ = ['compare_state_dicts', 'describe_mismatch', 'load_checked_state_dict', 'unwrap_state_dict']
