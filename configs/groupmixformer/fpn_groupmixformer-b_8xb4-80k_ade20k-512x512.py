@@ -1,0 +1,9 @@
+_base_ = './fpn_groupmixformer-t_8xb4-80k_ade20k-512x512.py'
+
+# python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
+#     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
+checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
+
+model = dict(
+    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    neck=dict(in_channels=[200, 240, 320, 480]))

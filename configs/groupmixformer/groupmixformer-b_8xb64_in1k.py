@@ -1,0 +1,3 @@
+_base_ = '../_base_/groupmixformer_8xb64_in1k.py'
+
+model = dict(backbone=dict(arch='b', drop_path_rate=0.5), head=dict(in_channels=480))

@@ -1,0 +1,9 @@
+_base_ = './mask-rcnn_groupmixformer-t_fpn_1x_coco.py'
+
+# python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_small.pth \
+#     checkpoints/groupmixformer-s_in1k_backbone.pth --backbone-only
+checkpoint = 'checkpoints/groupmixformer-s_in1k_backbone.pth'
+
+model = dict(
+    backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    neck=dict(in_channels=[80, 160, 320, 320]))

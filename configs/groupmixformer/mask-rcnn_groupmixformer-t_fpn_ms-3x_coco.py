@@ -1,0 +1,31 @@
+# Mask R-CNN + FPN, 3x (36 epochs) with multi-scale training, COCO, GroupMixFormer-T. No official detection recipe
+# or result exists; the settings are the Swin/PVT-family defaults (marked "assumed"), see README.md.
+_base_ = [
+    # Swin-T Mask R-CNN 3x: short side 480-800 (long side <= 1333), or with probability 0.5 a 400-600 resize,
+    # a 384-600 random crop and then the 480-800 resize (DETR-style); 8 GPUs x 2 images; AdamW lr 1e-4, wd 0.05;
+    # steps at 27/33; 1000-iteration linear warm-up. Its Swin backbone is replaced below.
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/mixformer_mm.py',
+]
+
+# ImageNet-1K backbone weights, made from the official checkpoint with
+#   python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_tiny.pth \
+#       checkpoints/groupmixformer-t_in1k_backbone.pth --backbone-only
+checkpoint = 'checkpoints/groupmixformer-t_in1k_backbone.pth'
+pretrained = None  # the parent's Swin-T weights URL, not used here
+
+# Same model and optimiser changes as mask-rcnn_groupmixformer-t_fpn_1x_coco.py.
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='GroupMixFormer',
+        arch='t',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.1,  # assumed: the ImageNet value (the dense-task value is not published)
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        norm_eval=False,  # assumed
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[80, 160, 200, 240]))
+
+# No weight decay on any normalisation layer (the parent's name-based Swin keys would miss our BatchNorms).
+optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.))

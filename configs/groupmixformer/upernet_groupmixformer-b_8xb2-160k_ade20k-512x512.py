@@ -1,0 +1,10 @@
+_base_ = './upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py'
+
+# python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
+#     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
+checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
+
+model = dict(
+    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    decode_head=dict(in_channels=[200, 240, 320, 480]),
+    auxiliary_head=dict(in_channels=320))
