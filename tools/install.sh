@@ -73,9 +73,7 @@ PY
   wheel="$(ls "$cache_dir"/mmcv-2.1.0-*.whl 2>/dev/null | head -n 1 || true)"
   if [ -z "$wheel" ]; then
     say "building mmcv 2.1.0 ($ops_flavour) from source; this takes 15-25 minutes on 2 cores and is cached in $cache_dir"
-    # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools >= 70 no longer ships. torch wants a newer
-    # setuptools at run time, so the old one is only kept for the build.
-    setuptools_before="$("$python_bin" -c 'import setuptools; print(setuptools.__version__)')"
+    # mmcv 2.1.0's setup.py needs setuptools < 70 to build; it is only kept for the build (see below).
     pip_install -q "setuptools<70" wheel ninja
     build_dir="$(mktemp -d)"
     trap 'rm -rf "$build_dir"' EXIT
@@ -96,7 +94,6 @@ PY
     built="$(ls "$build_dir"/wheel/mmcv-2.1.0-*.whl | head -n 1)"
     mv "$built" "$cache_dir/"
     wheel="$cache_dir/$(basename "$built")"
-    pip_install -q "setuptools==$setuptools_before"
   else
     say "using the cached mmcv wheel $wheel"
   fi
@@ -107,6 +104,9 @@ PY
 fi
 
 # --- OpenMMLab codebases and this package ------------------------------------------------------------------
+# mmengine resolves `mmdet::`/`mmseg::`/`mmpretrain::` config paths with pkg_resources, gone from setuptools >= 81;
+# torch 2.14 itself asks for setuptools >= 77.0.3.
+pip_install -q "setuptools<81"
 # mmseg 1.2.2 imports ftfy and regex at import time without declaring them.
 pip_install -q "mmengine>=0.10.4,<0.11" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
   pycocotools ftfy regex "pytest>=7" "pytest-timeout"

@@ -4,6 +4,9 @@ mmengine 0.10.x calls ``torch.load`` without ``weights_only``; its checkpoints c
 message hub's ``HistoryBuffer`` objects and numpy arrays and scalars, which the safe unpickler refuses, so
 ``--resume`` would fail. Instead of turning the safety off, the few types mmengine writes are allow-listed.
 """
+import pickle
+from types import FunctionType
+
 import numpy as np
 import torch
 
@@ -17,9 +20,22 @@ def _numpy_globals():
     return found
 
 
+def _history_buffer_method(owner, name):
+    """Stands in for ``getattr`` while unpickling: HistoryBuffer pickles its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``. A general ``getattr`` would open the safe unpickler to arbitrary code, so
+    only public functions of HistoryBuffer are handed out."""
+    from mmengine.logging import HistoryBuffer
+    method = getattr(HistoryBuffer, name, None) if owner is HistoryBuffer else None
+    if not name.startswith('_') and isinstance(method, FunctionType):
+        return method
+    raise pickle.UnpicklingError(f'refusing getattr({owner!r}, {name!r}) while loading a checkpoint: only '
+                                 'HistoryBuffer statistics methods are allowed')
+
+
 def _mmengine_globals():
     from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer]
+    return [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'),
+            (_history_buffer_method, '__builtin__.getattr')]
 
 
 def allow_mmengine_checkpoints() -> None:
