@@ -1,0 +1,243 @@
+"""GroupMixFormer backbone: variants, input sizes, gradients, freezing, checkpointing, autocast, parity."""
+import copy
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mixformer_mm.converters import convert_groupmixformer
+from mixformer_mm.models.backbones import GroupMixFormer
+from tests.reference import groupmixformer_functional as reference
+
+TINY = dict(embed_dims=[20, 40, 40, 40], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
+VARIANTS = ['m', 't', 's', 'b', 'l']
+
+# Official module's counts (spec section 4.3): backbone without norm4/head, and the full ImageNet model.
+BACKBONE_PARAMS_M = {'m': 5.572, 't': 10.708, 's': 22.100, 'b': 45.345, 'l': 71.352}
+PUBLISHED_PARAMS_M = {'m': 5.7, 't': 11.0, 's': 22.4, 'b': 45.8}
+
+
+def _randomise_bn_stats(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+
+
+@pytest.mark.parametrize('arch', VARIANTS)
+def test_variants_param_counts_match_official(arch):
+    model = GroupMixFormer(arch=arch)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert params == pytest.approx(BACKBONE_PARAMS_M[arch], abs=0.0005)
+
+
+@pytest.mark.parametrize('arch', ['m', 't', 's', 'b'])
+def test_imagenet_param_counts_match_published(arch):
+    model = GroupMixFormer(arch=arch, final_norm=True)
+    c3 = model.embed_dims[-1]
+    total = sum(p.numel() for p in model.parameters()) + c3 * 1000 + 1000  # + Linear head
+    assert total / 1e6 == pytest.approx(PUBLISHED_PARAMS_M[arch], rel=0.01)
+
+
+@pytest.mark.parametrize('size', [(224, 224), (223, 225), (64, 96)])
+def test_output_shapes_any_size(size):
+    model = GroupMixFormer(arch=TINY).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    assert len(outs) == 4
+    h, w = size
+    for i, (out, channels) in enumerate(zip(outs, TINY['embed_dims'])):
+        stride = 4 * 2**i
+        assert out.shape == (1, channels, -(-h // stride), -(-w // stride))
+        assert torch.isfinite(out).all()
+
+
+def test_detection_size_800x1333_batch1():
+    model = GroupMixFormer(arch='m').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 800, 1333))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(200, 334), (100, 167), (50, 84), (25, 42)]
+    assert [o.shape[1] for o in outs] == [40, 80, 160, 160]
+
+
+def test_out_indices_and_final_norm():
+    model = GroupMixFormer(arch=TINY, out_indices=(1, 3)).eval()
+    outs = model(torch.randn(2, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [40, 40]
+    model = GroupMixFormer(arch=TINY, out_indices=-1, final_norm=True).eval()
+    _randomise_bn_stats(model)
+    plain = GroupMixFormer(arch=TINY, out_indices=-1).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    x = torch.randn(2, 3, 64, 64)
+    normed, raw = model(x)[0], plain(x)[0]
+    assert torch.allclose(normed, model.final_norm(raw), atol=1e-6)
+    with pytest.raises(IndexError, match='out_indices'):
+        GroupMixFormer(arch=TINY, out_indices=(4, ))
+
+
+def test_gradients_reach_every_parameter():
+    model = GroupMixFormer(arch=TINY, final_norm=True, drop_path_rate=0.1).train()
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum(o.square().mean() for o in outs).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_frozen_stages_freeze_weights_and_bn_statistics(frozen_stages):
+    model = GroupMixFormer(arch=TINY, frozen_stages=frozen_stages)
+    model.init_weights()
+    model.train()
+    frozen = [model.stem] + list(model.stages)[:frozen_stages]
+    before = copy.deepcopy(model.state_dict())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    outs = model(torch.randn(2, 3, 64, 64))
+    if trainable:
+        optimizer = torch.optim.SGD(trainable, lr=0.1)
+        sum(o.mean() for o in outs).backward()
+        optimizer.step()
+    after = model.state_dict()
+    frozen_names = {'stem.'} | {f'stages.{i}.' for i in range(frozen_stages)}
+    for key, value in after.items():
+        changed = not torch.equal(value, before[key])
+        if any(key.startswith(p) for p in frozen_names):
+            assert not changed, f'{key} changed although frozen'
+    for module in frozen:
+        assert not module.training
+        assert all(not p.requires_grad for p in module.parameters())
+    assert all(m.training for m in list(model.stages)[frozen_stages:])
+    if frozen_stages < 4:
+        assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith(f'stages.{frozen_stages}.'))
+
+
+def test_norm_eval_keeps_bn_statistics():
+    model = GroupMixFormer(arch=TINY, norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    stats = [m.running_mean.clone() for m in bns]
+    model(torch.randn(2, 3, 64, 64))
+    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns))
+    assert any(p.requires_grad for m in bns for p in m.parameters())  # affine still trains
+
+
+def test_with_cp_same_outputs_gradients_and_bn_statistics():
+    torch.manual_seed(0)
+    plain = GroupMixFormer(arch=TINY, drop_path_rate=0.2).train()
+    checkpointed = GroupMixFormer(arch=TINY, drop_path_rate=0.2, with_cp=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    results = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)  # same drop-path masks
+        outs = model(x)
+        sum(o.square().mean() for o in outs).backward()
+        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()}, model.state_dict()))
+    (outs_a, grads_a, state_a), (outs_b, grads_b, state_b) = results
+    for a, b in zip(outs_a, outs_b):
+        assert torch.allclose(a, b, atol=1e-6)
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
+    for key in state_a:  # running statistics updated once, not twice by the recomputation
+        assert torch.allclose(state_a[key].float(), state_b[key].float(), atol=1e-7), key
+
+
+def test_bf16_autocast_cpu():
+    model = GroupMixFormer(arch=TINY).train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(torch.randn(2, 3, 64, 64))
+    assert all(o.dtype == torch.bfloat16 and torch.isfinite(o.float()).all() for o in outs)
+    sum(o.float().mean() for o in outs).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# --- equivalence with the official architecture ------------------------------------------------------------
+def _converted_pair(arch, dtype=torch.float64, seed=0):
+    settings = GroupMixFormer.arch_zoo[arch] if isinstance(arch, str) else arch
+    official = reference.synthesize_official_state_dict(settings['embed_dims'], settings['depths'],
+                                                        settings['mlp_ratios'], seed=seed, dtype=dtype)
+    converted = convert_groupmixformer(official)
+    model = GroupMixFormer(arch=arch, final_norm=True, out_indices=(0, 1, 2, 3)).to(dtype).eval()
+    backbone_state = {k[len('backbone.'):]: v for k, v in converted.items() if k.startswith('backbone.')}
+    model.load_state_dict(backbone_state, strict=True)
+    return official, converted, model
+
+
+def _logits(model, converted, x):
+    last = model(x)[-1]
+    return torch.nn.functional.linear(last.mean(dim=(2, 3)), converted['head.fc.weight'], converted['head.fc.bias'])
+
+
+@pytest.mark.parametrize('arch', ['m', 't'])
+def test_equivalent_to_official_architecture_float64(arch):
+    # float64 convolutions are slow on CPU, so a 96x128 input; the fp32 test below runs at 224x224.
+    official, converted, model = _converted_pair(arch)
+    x = torch.randn(1, 3, 96, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model(x)
+        theirs = reference.forward_features(official, x)
+        theirs[-1] = reference._bn(theirs[-1], official, 'norm4.')  # final_norm=True in ours
+        for a, b in zip(ours, theirs):
+            assert torch.allclose(a, b, atol=1e-10, rtol=0)
+        theirs_logits = reference.forward_logits(official, x)
+        ours_logits = _logits(model, converted, x)
+    assert theirs_logits.abs().max() > 0.1  # not a trivially small comparison
+    assert (ours_logits - theirs_logits).abs().max() < 1e-10
+
+
+def test_equivalent_to_official_architecture_float32_tolerance():
+    official, converted, model = _converted_pair('s', dtype=torch.float32, seed=3)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        diff = (_logits(model, converted, x) - reference.forward_logits(official, x)).abs().max()
+    assert diff <= 1e-4
+
+
+def test_equivalent_at_detection_size_multiple_of_32():
+    official, _, model = _converted_pair(TINY, seed=5)
+    x = torch.randn(1, 3, 256, 320, dtype=torch.float64)
+    with torch.no_grad():
+        theirs = reference.forward_features(official, x)
+        theirs[-1] = reference._bn(theirs[-1], official, 'norm4.')  # our model here has final_norm=True
+        for a, b in zip(model(x), theirs):
+            assert torch.allclose(a, b, atol=1e-10, rtol=0)
+
+
+def test_official_key_count_and_stacked_bn_training_statistics():
+    settings = GroupMixFormer.arch_zoo['s']
+    shapes = reference.official_state_dict_shapes(settings['embed_dims'], settings['depths'], settings['mlp_ratios'])
+    assert len(shapes) == 49 + 50 * sum(settings['depths']) == 1149
+    # In training, each aggregator BN sees Q, K and V as one batch of 3B: its running mean moves towards the
+    # mean over all three, which differs from a mean over Q alone.
+    model = GroupMixFormer(arch=TINY).train()
+    attn = model.stages[0].blocks[0].attn
+    tokens = torch.randn(2, 16 * 16, 20)
+    qkv = attn.qkv(tokens).detach()
+    attn.token_branch.bn.momentum = 1.0
+    attn(tokens, (16, 16))
+    seg = attn.seg_dims
+    stacked = torch.stack([qkv[..., i * 20:i * 20 + seg] for i in range(3)])  # first segment of q, k, v
+    assert torch.allclose(attn.token_branch.bn.running_mean, stacked.mean(dim=(0, 1, 2)), atol=1e-5)
+
+
+# --- errors that name the problem ---------------------------------------------------------------------------
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(KeyError, match=r"unknown arch 'xl'.*'b'.*'l'.*'m'.*'s'.*'t'"):
+        GroupMixFormer(arch='xl')
+
+
+def test_custom_arch_constraints():
+    with pytest.raises(ValueError, match='not divisible by 10'):
+        GroupMixFormer(arch=dict(embed_dims=[24, 40, 40, 40], depths=[1] * 4, mlp_ratios=[2] * 4))
+    with pytest.raises(ValueError, match='num_heads must be 8'):
+        GroupMixFormer(arch=dict(TINY, num_heads=4))
+    with pytest.raises(KeyError, match='lacks'):
+        GroupMixFormer(arch=dict(embed_dims=[20] * 4))
+
+
+def test_bad_inputs_are_named():
+    model = GroupMixFormer(arch=TINY).eval()
+    with pytest.raises(ValueError, match=r'smaller than the 32x32'):
+        model(torch.randn(1, 3, 24, 64))
+    with pytest.raises(ValueError, match=r'3-channel input but got 1 channels'):
+        model(torch.randn(1, 1, 64, 64))
