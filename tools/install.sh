@@ -98,8 +98,8 @@ PY
     say "using the cached mmcv wheel $wheel"
   fi
   pip_install --no-deps "$wheel"
-  # mmcv's own runtime requirements (its wheel was installed without them)
-  pip_install -q addict packaging Pillow pyyaml yapf opencv-python
+  # mmcv's own runtime requirements (its wheel was installed without them); mmcv imports mmengine
+  pip_install -q addict packaging Pillow pyyaml yapf opencv-python "mmengine>=0.10.4,<0.11"
   mmcv_ok || { echo "install.sh: mmcv 2.1.0 was installed but 'import mmcv.ops' fails" >&2; exit 1; }
 fi
 
