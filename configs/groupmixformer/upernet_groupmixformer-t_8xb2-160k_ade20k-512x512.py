@@ -5,28 +5,14 @@ _base_ = [
     # poly (power 1.0) to 0; UperHead on all four stages, auxiliary FCN head on stage 2. Its Swin backbone is
     # replaced below.
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
-    '../_base_/mixformer_mm.py',
+    '../_base_/models/groupmixformer-t_dense.py',
 ]
 
-# ImageNet-1K backbone weights, made from the official checkpoint with
-#   python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_tiny.pth \
-#       checkpoints/groupmixformer-t_in1k_backbone.pth --backbone-only
-checkpoint = 'checkpoints/groupmixformer-t_in1k_backbone.pth'
 checkpoint_file = None  # the parent's Swin-T weights URL, not used here
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GroupMixFormer',
-        arch='t',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,  # assumed: the ImageNet value (the dense-task value is not published)
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        norm_eval=False,  # assumed
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    decode_head=dict(in_channels=[80, 160, 200, 240]),
+    backbone={{_base_.groupmixformer_t}},
+    decode_head=dict(in_channels={{_base_.groupmixformer_t_widths}}),
     auxiliary_head=dict(in_channels=200))
 
-# No weight decay on any normalisation layer. The parent's name-based Swin keys would miss our BatchNorms
-# (named `bn`) and its position-table keys match nothing, so they are replaced.
-optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.))
+optim_wrapper = dict(paramwise_cfg={{_base_.norm_without_decay}})  # no weight decay on norms

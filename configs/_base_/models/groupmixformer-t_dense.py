@@ -1,0 +1,25 @@
+# GroupMixFormer-T as the backbone of the COCO and ADE20K configs in configs/groupmixformer/. Each T config puts
+# `{{_base_.groupmixformer_t}}` in place of its parent's backbone; the S and B configs inherit a T config and
+# change arch, drop path, checkpoint and the widths read by the neck or heads. No official dense recipe exists;
+# the settings marked "assumed" are the Swin/PVT-family defaults (configs/groupmixformer/README.md).
+_base_ = ['../mixformer_mm.py']
+
+# ImageNet-1K backbone weights, made from the official checkpoint with
+#   python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_tiny.pth \
+#       checkpoints/groupmixformer-t_in1k_backbone.pth --backbone-only
+checkpoint = 'checkpoints/groupmixformer-t_in1k_backbone.pth'
+
+groupmixformer_t = dict(
+    _delete_=True,  # drops the parent's backbone keys (ResNet's depth, style, ...; Swin's window_size, ...)
+    type='GroupMixFormer',
+    arch='t',
+    out_indices=(0, 1, 2, 3),
+    drop_path_rate=0.1,  # assumed: the ImageNet value (the dense-task value is not published)
+    norm_cfg=dict(type='SyncBN', requires_grad=True),
+    norm_eval=False,  # assumed
+    init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+groupmixformer_t_widths = [80, 160, 200, 240]
+
+# No weight decay on any normalisation layer (biases keep it: assumed). Replaces the Swin parents' name-based
+# keys, which would miss our BatchNorms (named `bn`) and whose position-table keys match nothing here.
+norm_without_decay = dict(_delete_=True, norm_decay_mult=0.)
