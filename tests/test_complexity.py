@@ -40,3 +40,44 @@ def test_get_flops_cli_on_a_detector_at_detection_size(capsys):
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[0] == 'retinanet_groupmixformer-t_fpn_1x_coco' and cells[1] == '256x320'
     assert float(cells[2]) > 10.708 and float(cells[3]) > 0  # backbone + neck
+
+
+def test_sdpa_is_counted_like_the_explicit_attention_products():
+    import torch
+    from torch import nn
+    from mixformer_mm.utils.flops import count_flops
+
+    class Attention(nn.Module):
+        def __init__(self, fused):
+            super().__init__()
+            self.fused = fused
+
+        def forward(self, q, k, v):
+            if self.fused:
+                return nn.functional.scaled_dot_product_attention(q, k, v)
+            return ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1) @ v
+
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
+    expected = 2 * 3 * 5 * 7 * (8 + 4)
+    assert count_flops(Attention(fused=False), (q, k, v)) == expected
+    assert count_flops(Attention(fused=True), (q, k, v)) == expected
+
+
+def test_modules_can_report_flops_the_tracer_cannot_see():
+    import torch
+    from torch import nn
+    from mixformer_mm.utils.flops import count_flops
+
+    class TopK(nn.Module):
+        def reset_uncounted_flops(self):
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x.topk(2, dim=-1).values
+
+        def uncounted_flops(self):
+            return 100 * self.calls
+
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), TopK())
+    assert count_flops(model, (torch.randn(1, 4), )) == 16 + 100

@@ -4,7 +4,8 @@
     python tools/analysis_tools/get_flops.py CONFIG --shape 800 1280
 
 FLOPs are multiply-adds (one fused multiply-add counts 1), counted by mmengine's FlopAnalyzer (fvcore's rules)
-on a traced forward, so matrix products inside attention (matmul/einsum/bmm) are included. Classification models
+on a traced forward, so matrix products inside attention (matmul/einsum/bmm) are included; so is
+``scaled_dot_product_attention`` and any analytic cost a module reports (see ``mixformer_mm.utils.flops``). Classification models
 are measured with their head; detectors and segmentors up to the neck (backbone + neck), as OpenMMLab does.
 """
 import argparse
@@ -41,14 +42,9 @@ def build_model(cfg):
 
 
 def count(cfg, shape):
-    from mmengine.analysis import FlopAnalyzer, parameter_count
+    from mixformer_mm.utils.flops import count_flops, count_params
     measured = build_model(cfg)
-    analyzer = FlopAnalyzer(measured, (torch.randn(1, 3, *shape), ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        flops = analyzer.total()
-    return parameter_count(measured.model)[''], flops
+    return count_params(measured.model), count_flops(measured, (torch.randn(1, 3, *shape), ))
 
 
 def main(argv=None):

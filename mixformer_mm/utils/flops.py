@@ -1,0 +1,71 @@
+"""Parameter and FLOP counting that sees attention.
+
+mmengine's FlopAnalyzer (fvcore's rules) traces the forward and counts the ops it has handlers for. It has none for
+``aten::scaled_dot_product_attention``, so a model whose attention goes through SDPA would be undercounted by the
+whole ``QK^T`` and ``AV`` cost. :func:`count_flops` adds that handler, and a second mechanism for work no tracer
+can price (data-dependent selection such as top-k, gather, sort or scatter): a module may define
+``uncounted_flops(self) -> int``, returning the multiply-adds of its most recent forward that the traced ops miss.
+Those are added once per module after tracing.
+
+FLOPs here are multiply-adds: one fused multiply-add counts 1, as in fvcore, mmengine and the papers' tables.
+"""
+from typing import Any, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+
+def _shape(value) -> List[int]:
+    return list(value.type().sizes())
+
+
+def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Multiply-adds of ``softmax(Q K^T) V``: ``B·L·S·E`` for the scores plus ``B·L·S·Ev`` for the weighted sum.
+
+    Batch dimensions broadcast (grouped-query or expanded heads), so they are taken from the output.
+    """
+    query, key, value = (_shape(v) for v in inputs[:3])
+    out = _shape(outputs[0])
+    batch = 1
+    for size in out[:-2]:
+        batch *= size
+    length, embed, keys, value_embed = query[-2], query[-1], key[-2], value[-1]
+    return batch * length * keys * (embed + value_embed)
+
+
+EXTRA_HANDLES = {'aten::scaled_dot_product_attention': sdpa_flop_jit}
+
+
+def _reset_uncounted(model: nn.Module) -> None:
+    for module in model.modules():
+        reset = getattr(module, 'reset_uncounted_flops', None)
+        if callable(reset):
+            reset()
+
+
+def _sum_uncounted(model: nn.Module) -> Tuple[int, Dict[str, int]]:
+    per_module = {}
+    for name, module in model.named_modules():
+        uncounted = getattr(module, 'uncounted_flops', None)
+        if callable(uncounted):
+            per_module[name] = int(uncounted())
+    return sum(per_module.values()), per_module
+
+
+def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> int:
+    """Multiply-adds of ``model(*inputs)``: traced ops (with SDPA) plus what modules report as ``uncounted_flops``."""
+    from mmengine.analysis import FlopAnalyzer
+    _reset_uncounted(model)
+    analyzer = FlopAnalyzer(model, inputs)
+    for name, handle in EXTRA_HANDLES.items():
+        analyzer.set_op_handle(name, handle)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        traced = analyzer.total()
+    analytic, _ = _sum_uncounted(model)
+    return traced + analytic
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
