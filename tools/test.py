@@ -11,7 +11,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mixformer_mm  # noqa: E402,F401
-from mixformer_mm.engine import check_data, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine.reliability import (DEFAULT_TEST_HOOKS, CheckpointError, add_default_hooks,  # noqa: E402
+                                             checkpoint_problem)
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -47,13 +49,18 @@ def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    problem = checkpoint_problem(args.checkpoint)
+    if problem:
+        raise CheckpointError(f'checkpoint {args.checkpoint} cannot be read: {problem}')
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.show_dir:
         add_visualisation(cfg, args.show_dir)
+    add_default_hooks(cfg, DEFAULT_TEST_HOOKS)
     check_data(cfg, ('test_dataloader', ))
+    check_model_types(cfg)
     setup_distributed(cfg, args.launcher)
 
     from mmengine.registry import RUNNERS

@@ -12,7 +12,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
-from mixformer_mm.engine import check_data, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine.reliability import (DEFAULT_TRAIN_HOOKS, add_default_hooks,  # noqa: E402
+                                             install_atomic_checkpoint_saving, resolve_resume)
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -54,20 +56,24 @@ def build_cfg(args):
         cfg.auto_scale_lr.enable = True
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file')
-        cfg.resume, cfg.load_from = True, args.resume
+    if args.resume is not None:
+        # mmengine's own auto-resume trusts last_checkpoint blindly; ours skips files a crash left broken
+        cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir, args.resume, log=_stderr)
+    add_default_hooks(cfg, DEFAULT_TRAIN_HOOKS + (dict(type='CheckpointFitHook', strict=bool(cfg.get('resume'))), ))
     return cfg
+
+
+def _stderr(message):
+    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     check_data(cfg, ('train_dataloader', ) if args.no_validate else ('train_dataloader', 'val_dataloader'))
+    check_model_types(cfg)
     setup_distributed(cfg, args.launcher)
+    install_atomic_checkpoint_saving()
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

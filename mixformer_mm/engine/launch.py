@@ -74,11 +74,67 @@ def check_data(cfg: Config, splits: Tuple[str, ...] = DATALOADER_KEYS) -> None:
         ensure_demo_data(DEMO_ROOT)
     for dataset, where in datasets:
         for field, path in _data_paths(dataset):
+            if field == 'ann_file' and osp.exists(path):
+                _check_annotation_file(path, where, str(dataset.get('type', '')))
             if not osp.exists(path):
                 raise DataNotFoundError(
                     f'{where}.{field}: {path} does not exist (working directory {os.getcwd()}). Put the dataset '
                     f'there, or point the config at it, e.g. --cfg-options {where}.data_root=/path/to/data. '
                     f'To try the tools without any download, use a config under configs/demo/ (embedded demo data).')
+
+
+def _check_annotation_file(path: str, where: str, dataset_type: str) -> None:
+    """A JSON annotation file must parse; a COCO-style one must have its three lists. Large files: syntax only."""
+    import json
+    if not path.endswith('.json') or not osp.isfile(path):
+        return
+    with open(path, 'rb') as f:
+        head = f.read(1 << 20).lstrip()
+    if not head.startswith(b'{'):
+        raise ValueError(f'{where}.ann_file: {path} is not a JSON object (it starts with {head[:40]!r})')
+    if osp.getsize(path) > (64 << 20):
+        return
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f'{where}.ann_file: {path} is not valid JSON: {error}') from None
+    if 'coco' in dataset_type.lower() or 'images' in content:
+        absent = [k for k in ('images', 'annotations', 'categories') if not isinstance(content.get(k), list)]
+        if absent:
+            raise ValueError(f'{where}.ann_file: {path} is not a COCO annotation file: no list {absent} '
+                             f'(it has keys {sorted(content)[:8]})')
+
+
+def check_model_types(cfg: Config) -> None:
+    """``model.type`` and ``model.backbone.type`` must be registered; suggest close names when not."""
+    import difflib
+    import importlib
+    from mmengine.registry import MODELS, init_default_scope
+    model = cfg.get('model')
+    if not isinstance(model, dict):
+        return
+    scope = cfg.get('default_scope')
+    if scope:
+        init_default_scope(scope)
+        try:  # a codebase's registry children exist once its registry module is imported
+            importlib.import_module(f'{scope}.registry')
+        except ImportError:
+            pass
+    registry = MODELS
+    if scope and scope in MODELS.children:
+        registry = MODELS.children[scope]
+    for where, node in (('model', model), ('model.backbone', model.get('backbone'))):
+        if not isinstance(node, dict) or not isinstance(node.get('type'), str):
+            continue
+        name = node['type']
+        if registry.get(name) is not None:
+            continue
+        known = set(registry.module_dict) | set(MODELS.module_dict)
+        close = difflib.get_close_matches(name.split('.')[-1], sorted(known), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ''
+        raise KeyError(f"{where}.type={name!r} is not a registered model in scope {scope!r}.{hint} (mixformer_mm's "
+                       f"backbones need custom_imports=dict(imports=['mixformer_mm']) in the config.)")
 
 
 def _under_demo_root(path: str) -> bool:
