@@ -1,4 +1,5 @@
 from .base_backbone import HierarchicalBackbone
+from .glnet import GLNet
 from .groupmixformer import GroupMixFormer
 
-__all__ = ['HierarchicalBackbone', 'GroupMixFormer']
+__all__ = ['HierarchicalBackbone', 'GroupMixFormer', 'GLNet']

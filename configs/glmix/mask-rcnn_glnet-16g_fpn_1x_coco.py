@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN 1x, COCO, GLNet-16G: the 4G recipe with this variant's widths (configs/glmix/README.md).
+_base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(arch='16g', drop_path_rate=0.4,  # assumed: the variant's ImageNet value
+                  init_cfg=dict(checkpoint='checkpoints/glnet-16g_in1k_backbone.pth')),
+    neck=dict(in_channels=[128, 256, 512, 1024]))

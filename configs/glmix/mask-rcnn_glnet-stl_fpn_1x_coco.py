@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN 1x, COCO, GLNet-STL: the 4G recipe with STL's widths (configs/glmix/README.md).
+_base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(arch='stl', drop_path_rate=0.2,  # assumed: Swin-T's detection value
+                  init_cfg=dict(checkpoint='checkpoints/glnet-stl_in1k_backbone.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))

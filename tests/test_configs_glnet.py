@@ -1,0 +1,297 @@
+"""Every GLNet config (configs/glmix/) and demo config parses, dumps, declares its imports and pretrained weights,
+follows its recipe, and builds a model that runs.
+
+Models are built with the registry of the codebase named by the config's ``default_scope`` (mmpretrain, mmdet,
+mmseg), once each, and run in eval mode on a tiny input.
+"""
+import copy
+import functools
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/glmix').glob('*.py'))
+DEMOS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/demo').glob('glnet*.py'))
+
+STAGE_CHANNELS = {
+    'stl': [96, 192, 384, 768],
+    'stl-paramslot': [96, 192, 384, 768],
+    '4g': [64, 128, 256, 512],
+    '9g': [96, 192, 384, 768],
+    '16g': [128, 256, 512, 1024],
+}
+IN1K_DROP_PATH = {'stl': 0.1, 'stl-paramslot': 0.1, '4g': 0.15, '9g': 0.3, '16g': 0.4}  # official README
+
+EXPECTED_FILES = (
+    [f'configs/glmix/glnet-{a}_16xb128_in1k.py' for a in STAGE_CHANNELS]
+    + [f'configs/glmix/{name}' for a in ('4g', '9g', '16g') for name in (
+        f'mask-rcnn_glnet-{a}_fpn_1x_coco.py',
+        f'mask-rcnn_glnet-{a}_fpn_ms-3x_coco.py',
+        f'retinanet_glnet-{a}_fpn_1x_coco.py',
+        f'upernet_glnet-{a}_8xb2-160k_ade20k-512x512.py',
+        f'fpn_glnet-{a}_8xb4-80k_ade20k-512x512.py',
+    )]
+    + ['configs/glmix/mask-rcnn_glnet-stl_fpn_1x_coco.py',
+       'configs/glmix/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'])
+
+DENSE_CHECKPOINT = re.compile(r'^checkpoints/glnet-(stl|4g|9g|16g)_in1k_backbone\.pth$')
+
+
+def _id(path: str) -> str:
+    return path[len('configs/'):-len('.py')]
+
+
+def _arch(path: str) -> str:
+    match = re.search(r'glnet-(stl-paramslot|stl|4g|9g|16g)[_.]', Path(path).name)
+    assert match, f'{path}: the file name does not name a GLNet variant'
+    return match.group(1)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> Config:
+    # Config.fromfile runs the config's custom_imports: this fails unless `mixformer_mm` imports.
+    return Config.fromfile(str(ROOT / path))
+
+
+def _task(cfg: Config) -> str:
+    assert cfg.default_scope in ('mmpretrain', 'mmdet', 'mmseg'), cfg.default_scope
+    return cfg.default_scope
+
+
+IN1K = [p for p in CONFIGS if p.endswith('_in1k.py')]
+DENSE = [p for p in CONFIGS if p not in IN1K]
+
+
+def test_expected_config_files_exist():
+    missing = [p for p in EXPECTED_FILES if p not in CONFIGS]
+    assert not missing, f'missing configs: {missing}'
+    assert DEMOS, 'no GLNet demo config'
+
+
+@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=_id)
+def test_config_parses_declares_import_and_dumps(path, tmp_path):
+    cfg = _load(path)
+    imports = cfg.get('custom_imports')
+    assert imports is not None and 'mixformer_mm' in imports['imports'], f'{path}: no custom_imports of mixformer_mm'
+    assert imports.get('allow_failed_imports', False) is False
+    assert cfg.model.backbone.type in ('GLNet', 'mixformer_mm.GLNet')
+    if path in CONFIGS:
+        assert cfg.model.backbone.arch.replace('_', '-') == _arch(path)
+    _task(cfg)
+    dumped = tmp_path / 'dumped.py'
+    cfg.dump(str(dumped))
+    reloaded = Config.fromfile(str(dumped), import_custom_modules=False)
+    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_imports', 'default_scope'):
+        assert reloaded.to_dict()[key] == cfg.to_dict()[key], f'{path}: {key} changes when dumped and reloaded'
+
+
+@pytest.mark.parametrize('path', IN1K, ids=_id)
+def test_in1k_recipe(path):
+    """Spec section 6.1: 2048 images per step, AdamW 2e-3, wd 0.05 (not on 1-D parameters), clip 5, 5 + 295
+    epochs with a per-iteration cosine to 1e-5, Mixup/CutMix, label smoothing, repeated augmentation, EMA for 16G."""
+    cfg = _load(path)
+    arch = _arch(path)
+    assert cfg.train_dataloader.batch_size == 128 and cfg.auto_scale_lr.base_batch_size == 16 * 128
+    assert cfg.train_dataloader.sampler == dict(type='RepeatAugSampler', num_repeats=3, shuffle=True)
+    optimizer = cfg.optim_wrapper.optimizer
+    assert optimizer.type == 'AdamW' and optimizer.lr == 2e-3 and optimizer.eps == 1e-8
+    assert optimizer.weight_decay == 0.05 and tuple(optimizer.betas) == (0.9, 0.999)
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert paramwise == dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.)
+    assert cfg.optim_wrapper.clip_grad.max_norm == 5.0
+    assert cfg.train_cfg.max_epochs == 300
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.type == 'LinearLR' and (warmup.begin, warmup.end) == (0, 5) and warmup.start_factor <= 1e-6
+    assert cosine.type == 'CosineAnnealingLR' and (cosine.begin, cosine.end) == (5, 300) and cosine.eta_min == 1e-5
+    assert warmup.convert_to_iter_based and cosine.convert_to_iter_based
+    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
+    assert cfg.model.head.loss.label_smooth_val == 0.1
+    ema = [h for h in cfg.get('custom_hooks', []) if h['type'] == 'EMAHook']
+    assert len(ema) == (arch == '16g') and all(h['momentum'] == 1e-4 for h in ema)
+
+    backbone = cfg.model.backbone
+    assert backbone.out_indices == (3, ) and backbone.final_norm is True and backbone.extra_norms is False
+    assert backbone.drop_path_rate == IN1K_DROP_PATH[arch]
+    assert backbone.norm_cfg.type == 'BN'  # official: nn.BatchNorm2d
+    assert cfg.model.neck.type == 'GlobalAveragePooling'
+    assert cfg.model.head.in_channels == STAGE_CHANNELS[arch][-1]
+    test_pipeline = cfg.test_dataloader.dataset.pipeline
+    assert [t['type'] for t in test_pipeline][1:3] == ['ResizeEdge', 'CenterCrop']
+    assert test_pipeline[1]['scale'] == 256 and test_pipeline[1]['interpolation'] == 'bicubic'
+
+
+@pytest.mark.parametrize('path', DENSE, ids=_id)
+def test_dense_recipe_and_backbone_checkpoint(path):
+    cfg = _load(path)
+    name = Path(path).name
+    backbone = cfg.model.backbone
+    match = DENSE_CHECKPOINT.match(backbone.init_cfg['checkpoint'])
+    assert backbone.init_cfg['type'] == 'Pretrained' and match, f'{path}: {backbone.init_cfg}'
+    assert match.group(1) == backbone.arch, f'{path}: checkpoint of another variant'
+    assert 'prefix' not in backbone.init_cfg  # backbone-only checkpoints carry no `backbone.` prefix
+    assert backbone.extra_norms is True and backbone.get('final_norm', False) is False
+    assert cfg.model.get('pretrained') is None  # a model-level `pretrained` would be passed to our backbone
+    optimizer = cfg.optim_wrapper.optimizer
+    assert optimizer.type == 'AdamW'
+    if _task(cfg) == 'mmdet':  # spec section 7.4: frozen BN statistics for detection
+        assert backbone.norm_cfg.type == 'BN' and backbone.norm_eval is True
+        assert cfg.train_dataloader.batch_size == 2 and optimizer.lr == 1e-4
+        if name.startswith('retinanet'):
+            assert optimizer.weight_decay == 1e-4
+            assert cfg.model.neck.add_extra_convs == 'on_input' and cfg.model.neck.num_outs == 5
+        else:
+            assert optimizer.weight_decay == 0.05 and cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.)
+        assert cfg.train_cfg.max_epochs == (36 if 'ms-3x' in name else 12)
+    else:  # and SyncBN for segmentation
+        assert backbone.norm_cfg.type == 'SyncBN'
+        if name.startswith('fpn_'):
+            assert cfg.train_dataloader.batch_size == 4 and cfg.train_cfg.max_iters == 80000
+            assert (optimizer.lr, optimizer.weight_decay) == (2e-4, 1e-4)
+            warmup, cosine = cfg.param_scheduler
+            assert (warmup.type, warmup.start_factor, warmup.end) == ('LinearLR', 0.1, 1000)
+            assert (cosine.type, cosine.begin, cosine.end, cosine.eta_min_ratio) == ('CosineAnnealingLR', 1000,
+                                                                                     80000, 1e-8)
+        else:
+            assert cfg.train_dataloader.batch_size == 2 and cfg.train_cfg.max_iters == 160000
+            assert (optimizer.lr, optimizer.weight_decay) == (6e-5, 0.01)
+            assert cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.)
+            warmup, poly = cfg.param_scheduler
+            assert (warmup.end, poly.type, poly.power) == (1500, 'PolyLR', 1.0)
+            assert cfg.model.auxiliary_head.in_channels == STAGE_CHANNELS[_arch(path)][2]
+    if name.split('_')[1] == 'glnet-4g':  # BiFormer-S's values (spec section 7.3)
+        expected = {'mask-rcnn': 0.2, 'retinanet': 0.2, 'fpn': 0.15, 'upernet': 0.3}[name.split('_')[0]]
+        assert backbone.drop_path_rate == expected
+
+
+@functools.lru_cache(maxsize=None)
+def _build(path: str):
+    import mixformer_mm  # noqa: F401  (registers GLNet)
+    from mmengine.registry import init_default_scope
+    cfg = _load(path)
+    task = _task(cfg)
+    init_default_scope(task)
+    if task == 'mmpretrain':
+        from mmpretrain.registry import MODELS
+    elif task == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    return MODELS.build(copy.deepcopy(cfg.model)).eval()
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=_id)
+def test_model_builds_and_runs(path, one_thread):
+    from mixformer_mm.models.backbones import GLNet
+
+    cfg = _load(path)
+    model = _build(path)
+    assert isinstance(model.backbone, GLNet)
+    channels = model.backbone.embed_dims
+    if path in CONFIGS:
+        assert channels == STAGE_CHANNELS[_arch(path)]
+    out_indices = tuple(cfg.model.backbone.out_indices)
+
+    torch.manual_seed(0)
+    task = _task(cfg)
+    size = 64
+    inputs = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        feats = model.backbone(inputs)
+        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
+                                           for i in out_indices]
+        assert all(torch.isfinite(f).all() for f in feats)
+        if task == 'mmpretrain':
+            logits = model.head(model.neck(feats))
+            assert logits.shape == (1, cfg.model.head.num_classes) and torch.isfinite(logits).all()
+        elif task == 'mmdet':
+            outs = model.neck(feats)
+            assert len(outs) == cfg.model.neck.num_outs
+            assert all(o.shape[1] == cfg.model.neck.out_channels for o in outs)
+            assert outs[0].shape[-2:] == feats[cfg.model.neck.get('start_level', 0)].shape[-2:]
+            assert all(torch.isfinite(o).all() for o in outs)
+        else:
+            if model.with_neck:
+                feats = model.neck(feats)
+            logits = model.decode_head(feats)
+            assert logits.shape == (1, cfg.model.decode_head.num_classes, size // 4, size // 4)
+            assert torch.isfinite(logits).all()
+            if model.with_auxiliary_head:
+                aux = model.auxiliary_head(feats)
+                assert aux.shape[:2] == (1, cfg.model.auxiliary_head.num_classes)
+
+
+FAMILY_REPRESENTATIVES = [
+    'configs/glmix/glnet-4g_16xb128_in1k.py',
+    'configs/glmix/glnet-16g_16xb128_in1k.py',
+    'configs/glmix/mask-rcnn_glnet-4g_fpn_1x_coco.py',
+    'configs/glmix/retinanet_glnet-4g_fpn_1x_coco.py',
+    'configs/glmix/upernet_glnet-4g_8xb2-160k_ade20k-512x512.py',
+    'configs/glmix/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
+]
+
+
+@pytest.mark.parametrize('path', FAMILY_REPRESENTATIVES, ids=_id)
+def test_weight_decay_groups(path, one_thread):
+    """The optimizer built from the config decays what the recipe says, and nothing else."""
+    from mmengine.optim import build_optim_wrapper
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    cfg = _load(path)
+    model = _build(path)
+    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    decay_of = {id(p): group['weight_decay'] for group in optim_wrapper.optimizer.param_groups for p in group['params']}
+    norm_params = {id(p) for m in model.modules() if isinstance(m, (_BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm))
+                   for p in m.parameters(recurse=False)}
+    base_decay = cfg.optim_wrapper.optimizer.weight_decay
+    name = Path(path).name
+    for param_name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith(('fpn_', 'retinanet_')):
+            expected = base_decay  # decay everywhere
+        elif _task(cfg) == 'mmpretrain':
+            # official: no decay for 1-D parameters and biases, but the 0-dim slot_scale is decayed
+            expected = 0. if param.ndim == 1 else base_decay
+        else:
+            expected = 0. if id(param) in norm_params else base_decay
+        assert decay_of[id(param)] == pytest.approx(expected), f'{path}: {param_name} has {decay_of[id(param)]}'
+    if _task(cfg) == 'mmpretrain':
+        slot_scale = model.backbone.stages[0].blocks[0].slot_scale
+        assert slot_scale.ndim == 0 and decay_of[id(slot_scale)] == base_decay
+
+
+def test_in1k_learning_rate_curve():
+    """Warm-up from ~0 over 5 epochs to 2e-3, cosine to 1e-5 at epoch 300, updated per iteration."""
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+    from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
+
+    cfg = _load('configs/glmix/glnet-4g_16xb128_in1k.py')
+    init_default_scope(cfg.default_scope)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
+    epoch_length = 4
+    schedulers = [PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer, epoch_length=epoch_length))
+                  for c in copy.deepcopy(cfg.param_scheduler)]
+    assert [type(s) for s in schedulers] == [LinearLR, CosineAnnealingLR]
+    lrs = []
+    for _ in range(300 * epoch_length):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    lrs.append(optimizer.param_groups[0]['lr'])
+    assert lrs[0] < 1e-8
+    assert lrs[5 * epoch_length] == pytest.approx(2e-3)
+    assert lrs[(5 + 295 // 2) * epoch_length + 2] == pytest.approx((2e-3 + 1e-5) / 2, rel=1e-2)  # cosine midpoint
+    assert lrs[-1] == pytest.approx(1e-5, rel=1e-3)
