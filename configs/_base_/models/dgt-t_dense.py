@@ -1,0 +1,27 @@
+# DGT-T as the backbone of the COCO and ADE20K configs in configs/dgt/. Each T config puts `{{_base_.dgt_t}}` in
+# place of its parent's backbone; the S and B configs inherit a T config and change arch, drop path, checkpoint and
+# the widths read by the neck or heads. No DGT dense-task recipe could be read: the settings are our spec's
+# (section 7, ASSUMED: the standard protocol of this model family), see configs/dgt/README.md.
+_base_ = ['../mixformer_mm.py']
+
+# The ImageNet-1K classifier trained with configs/dgt/dgt-t_8xb128_in1k.py (no official DGT weights exist);
+# its `backbone.` part is loaded.
+checkpoint = 'checkpoints/dgt-t_in1k.pth'
+
+dgt_t = dict(
+    _delete_=True,  # drops the parent's backbone keys (ResNet's depth, style, ...; Swin's window_size, ...)
+    type='DGT',
+    arch='t',
+    out_indices=(0, 1, 2, 3),
+    drop_path_rate=0.2,  # spec section 7: 0.2 / 0.3 / 0.4 for T / S / B
+    # groups and top-k per stage as pre-trained (G = 64/16/4/1, k = 64): the spec's default for fine-tuning;
+    # groups='auto' (G follows the resolution) is the ablation
+    groups='fixed',
+    norm_cfg=dict(type='SyncBN', requires_grad=True),  # the stem's BatchNorm
+    norm_eval=False,
+    init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.'))
+dgt_t_widths = [64, 128, 256, 512]
+
+# No weight decay on any normalisation layer. Replaces the Swin parents' name-based keys, whose position-table
+# keys match nothing here.
+norm_without_decay = dict(_delete_=True, norm_decay_mult=0.)

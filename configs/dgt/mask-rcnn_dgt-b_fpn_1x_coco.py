@@ -1,0 +1,8 @@
+_base_ = './mask-rcnn_dgt-t_fpn_1x_coco.py'
+
+# the ImageNet-1K classifier trained with configs/dgt/dgt-b_8xb128_in1k.py
+checkpoint = 'checkpoints/dgt-b_in1k.pth'
+
+model = dict(
+    backbone=dict(arch='b', drop_path_rate=0.4, init_cfg=dict(checkpoint=checkpoint)),  # spec section 7
+    neck=dict(in_channels=[128, 256, 512, 1024]))
