@@ -1,0 +1,23 @@
+# Semantic FPN, ADE20K, 512x512 crops, 80k iterations, 8 GPUs x 4 images (total 32), MAFormer-S. The paper's
+# recipe is unknown; the settings are the PVT/CSWin-family defaults (assumed), see README.md.
+_base_ = [
+    # FPN (256 channels, 4 levels) + FPNHead (128 channels); its ResNet backbone is replaced below
+    'mmseg::_base_/models/fpn_r50.py',
+    # random resize (2048, 512) x 0.5-2.0, 512x512 crop, flip, photometric distortion; 4 images per GPU
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    # AdamW lr 2e-4, wd 1e-4, poly (power 0.9), 80k iterations
+    '../_base_/schedules/ade20k_sem-fpn_adamw_80k.py',
+    '../_base_/models/maformer-s_dense.py',
+]
+
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    pretrained=None,  # the parent's ResNet weights; ours come from the backbone's init_cfg
+    backbone={{_base_.maformer_s}},
+    neck=dict(in_channels={{_base_.maformer_s_widths}}),
+    decode_head=dict(num_classes=150))
+
+optim_wrapper = dict(paramwise_cfg={{_base_.maformer_no_decay}})
