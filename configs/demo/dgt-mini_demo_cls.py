@@ -6,8 +6,8 @@
 # per group on average (16 groups of 32 keys; 4 groups of 16 keys); stages 3 and 4 run global attention.
 # DGT-T itself (arch='t') does not learn within this short schedule: its loss stays at chance for 250 iterations.
 _base_ = [
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/demo_cls.py',
+    '../_base_/schedules/demo_cls_250it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -29,23 +29,4 @@ model = dict(
         topk=(1, )),
 )
 
-max_iters = 250
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.),
-    clip_grad=dict(max_norm=5.0),
-)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=25),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=25, end=max_iters, eta_min=1e-5),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict()
-test_cfg = dict()
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-)
-log_processor = dict(by_epoch=False, window_size=20)
-randomness = dict(seed=0)
+optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.))

@@ -6,8 +6,8 @@
 # per image). At 64x64 input stage 2 is 4x4, fewer pixels than the 8x8 slot grid: the pooled slot initialisation
 # repeats pixels there (configs/glmix/README.md).
 _base_ = [
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/demo_cls.py',
+    '../_base_/schedules/demo_cls_250it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -28,21 +28,9 @@ model = dict(
 )
 
 max_iters = 400
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-    clip_grad=dict(max_norm=5.0),
-)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=25),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=25, end=max_iters, eta_min=1e-5),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict()
-test_cfg = dict()
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-)
-log_processor = dict(by_epoch=False, window_size=20)
-randomness = dict(seed=0)
+default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -4,8 +4,8 @@
 #   python tools/train.py configs/demo/groupmixformer-m_demo_seg.py
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
-    'mmseg::_base_/default_runtime.py',
     '../_base_/datasets/demo_ade.py',
+    '../_base_/schedules/demo_seg_400it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -28,27 +28,3 @@ model = dict(
         in_channels=160, channels=32, num_classes=num_classes, norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4, class_weight=class_weight)),
 )
-
-max_iters = 400
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
-    clip_grad=dict(max_norm=5.0),
-)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=30, end=max_iters),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'),
-)
-randomness = dict(seed=0)

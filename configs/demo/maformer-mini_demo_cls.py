@@ -6,8 +6,8 @@
 # stages 3-4. GLD is built for the 64x64 demo images (pretrain_img_size=64: 16x16 and 8x8 reference grids), so it
 # is exactly the paper's token FC here.
 _base_ = [
-    'mmpretrain::_base_/default_runtime.py',
     '../_base_/datasets/demo_cls.py',
+    '../_base_/schedules/demo_cls_250it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -29,23 +29,14 @@ model = dict(
 )
 
 max_iters = 400
-# lr 5e-4: with 1e-3 (the GroupMixFormer demos' value) this model stayed near chance (34% top-1 after 250 iterations)
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}),
-    clip_grad=dict(max_norm=5.0),
-)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=25),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=25, end=max_iters, eta_min=1e-5),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict()
-test_cfg = dict()
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+default_hooks = dict(checkpoint=dict(interval=max_iters))
+# lr 5e-4: with 1e-3 (the GroupMixFormer demos' value) this model stayed near chance (34% top-1 after 250 iterations)
+optim_wrapper = dict(
+    optimizer=dict(lr=5e-4),
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}),
 )
-log_processor = dict(by_epoch=False, window_size=20)
-randomness = dict(seed=0)

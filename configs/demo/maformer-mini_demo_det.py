@@ -6,8 +6,8 @@
 # (64/256 channels instead of 256/1024) to fit a CPU budget.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/default_runtime.py',
     '../_base_/datasets/demo_coco.py',
+    '../_base_/schedules/demo_det_250it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -41,25 +41,8 @@ model = dict(
         rcnn=dict(max_per_img=20)),
 )
 
-max_iters = 250
 # lr 5e-4 as in the classification demo. In these 250 iterations the detector does not learn yet (README).
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
+    optimizer=dict(lr=5e-4),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)}),
-    clip_grad=dict(max_norm=10.0, norm_type=2),
 )
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-)
-log_processor = dict(type='LogProcessor', by_epoch=False, window_size=20)
-randomness = dict(seed=0)
