@@ -4,18 +4,14 @@
 Models are built with the registry of the codebase named by the config's ``default_scope`` and run once, in eval
 mode, on a tiny input.
 """
-import copy
 import functools
-import importlib.util
-import math
-import re
 from pathlib import Path
 
 import pytest
-import torch
-from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config_checks import (ROOT, arch_in_name, cached_model, check_dump_round_trip, check_imports_mixformer_mm,
+                                 check_model_runs, check_weight_decay, config_id, load_config, load_script)
+
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/dgt').glob('*.py'))
 
 STAGE_CHANNELS = {'t': [64, 128, 256, 512], 's': [96, 192, 384, 768], 'b': [128, 256, 512, 1024]}
@@ -36,42 +32,11 @@ IN1K = [p for p in CONFIGS if p.endswith('_in1k.py')]
 DENSE = [p for p in CONFIGS if p not in IN1K]
 
 
-def _id(path: str) -> str:
-    return path[len('configs/dgt/'):-len('.py')]
+_id = functools.partial(config_id, prefix='configs/dgt/')
 
 
 def _arch(path: str) -> str:
-    match = re.search(r'dgt-([tsb])[_.]', Path(path).name)
-    assert match, f'{path}: the file name does not name a DGT variant'
-    return match.group(1)
-
-
-@functools.lru_cache(maxsize=None)
-def _load(path: str) -> Config:
-    return Config.fromfile(str(ROOT / path))
-
-
-@functools.lru_cache(maxsize=None)
-def _build(path: str):
-    import mixformer_mm  # noqa: F401
-    from mmengine.registry import init_default_scope
-    cfg = _load(path)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmpretrain':
-        from mmpretrain.registry import MODELS
-    elif cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(copy.deepcopy(cfg.model)).eval()
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return arch_in_name(path, r'dgt-([tsb])[_.]', 'DGT')
 
 
 def test_expected_config_files_exist():
@@ -80,22 +45,15 @@ def test_expected_config_files_exist():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)
 def test_config_parses_declares_import_and_dumps(path, tmp_path):
-    cfg = _load(path)
-    imports = cfg.get('custom_imports')
-    assert imports is not None and 'mixformer_mm' in imports['imports']
-    assert imports.get('allow_failed_imports', False) is False
-    assert cfg.default_scope in ('mmpretrain', 'mmdet', 'mmseg')
+    cfg = load_config(path)
+    check_imports_mixformer_mm(cfg, path)
     assert cfg.model.backbone.type == 'DGT' and cfg.model.backbone.arch == _arch(path)
-    dumped = tmp_path / 'dumped.py'
-    cfg.dump(str(dumped))
-    reloaded = Config.fromfile(str(dumped), import_custom_modules=False)
-    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_imports', 'default_scope'):
-        assert reloaded.to_dict()[key] == cfg.to_dict()[key], f'{path}: {key} changes when dumped and reloaded'
+    check_dump_round_trip(cfg, path, tmp_path)
 
 
 @pytest.mark.parametrize('path', IN1K, ids=_id)
 def test_in1k_recipe_is_the_specs(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     arch = _arch(path)
     assert cfg.train_dataloader.batch_size == 128 and cfg.auto_scale_lr.base_batch_size == 1024  # 8 x 128
     optimizer = cfg.optim_wrapper.optimizer
@@ -125,7 +83,7 @@ def test_in1k_recipe_is_the_specs(path):
 
 @pytest.mark.parametrize('path', DENSE, ids=_id)
 def test_dense_config_loads_the_imagenet_classifier(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     backbone = cfg.model.backbone
     arch = _arch(path)
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/dgt-{arch}_in1k.pth',
@@ -148,7 +106,7 @@ def test_dense_config_loads_the_imagenet_classifier(path):
 
 
 def test_multi_scale_3x_pipeline():
-    cfg = _load('configs/dgt/mask-rcnn_dgt-t_fpn_ms-3x_coco.py')
+    cfg = load_config('configs/dgt/mask-rcnn_dgt-t_fpn_ms-3x_coco.py')
     resize = [t for t in cfg.train_dataloader.dataset.pipeline if 'Resize' in t.type]
     assert len(resize) == 1 and resize[0].type == 'RandomChoiceResize' and resize[0].keep_ratio
     assert sorted({s[1] for s in resize[0].scales}) == list(range(480, 801, 32))
@@ -159,63 +117,34 @@ def test_multi_scale_3x_pipeline():
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)
 def test_model_builds_and_runs(path, one_thread):
     from mixformer_mm.models.backbones import DGT
-    cfg = _load(path)
-    arch = _arch(path)
-    channels = STAGE_CHANNELS[arch]
-    model = _build(path)
-    assert isinstance(model.backbone, DGT) and model.backbone.embed_dims == channels
-    out_indices = tuple(cfg.model.backbone.out_indices)
-    torch.manual_seed(0)
-    size = 64 if cfg.default_scope == 'mmpretrain' else 128
-    with torch.no_grad():
-        feats = model.backbone(torch.randn(1, 3, size, size))
-        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
-                                           for i in out_indices]
-        if cfg.default_scope == 'mmpretrain':
-            logits = model.head(model.neck(feats))
-            assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
-        elif cfg.default_scope == 'mmdet':
-            outs = model.neck(feats)
-            assert len(outs) == cfg.model.neck.num_outs and all(torch.isfinite(o).all() for o in outs)
-        else:
-            if model.with_neck:
-                feats = model.neck(feats)
-            logits = model.decode_head(feats)
-            assert logits.shape == (1, 150, size // 4, size // 4) and torch.isfinite(logits).all()
-            if model.with_auxiliary_head:
-                assert model.auxiliary_head(feats).shape[:2] == (1, 150)
+    cfg = load_config(path)
+    # ImageNet's 1000 classes and ADE20K's 150, which check_model_runs reads from the config
+    if cfg.default_scope == 'mmpretrain':
+        assert cfg.model.head.num_classes == 1000
+    elif cfg.default_scope == 'mmseg':
+        assert cfg.model.decode_head.num_classes == 150
+        assert cfg.model.get('auxiliary_head') is None or cfg.model.auxiliary_head.num_classes == 150
+    check_model_runs(cached_model(path), cfg, DGT, STAGE_CHANNELS[_arch(path)],
+                     size=64 if cfg.default_scope == 'mmpretrain' else 128)
 
 
 @pytest.mark.parametrize('path', ['configs/dgt/dgt-t_8xb128_in1k.py', 'configs/dgt/mask-rcnn_dgt-t_fpn_1x_coco.py',
                                   'configs/dgt/upernet_dgt-t_8xb2-160k_ade20k-512x512.py'], ids=_id)
 def test_weight_decay_groups(path, one_thread):
     """No decay on norms (and, for ImageNet, on every 1-D parameter: biases, the CPE bias); decay elsewhere."""
-    from mmengine.optim import build_optim_wrapper
-    from torch.nn.modules.batchnorm import _BatchNorm
-    cfg = _load(path)
-    model = _build(path)
-    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    decay_of = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups for p in g['params']}
-    norms = {id(p) for m in model.modules() if isinstance(m, (_BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm))
-             for p in m.parameters(recurse=False)}
-    base = cfg.optim_wrapper.optimizer.weight_decay
-    for name, param in model.named_parameters():
+    cfg = load_config(path)
+    model = cached_model(path)
+
+    def expected_decay(name, param, is_norm, base_decay):
         if cfg.default_scope == 'mmpretrain':
-            expected = 0. if param.ndim <= 1 else base
-        else:
-            expected = 0. if id(param) in norms else base
-        assert decay_of[id(param)] == pytest.approx(expected), f'{name}: weight decay {decay_of[id(param)]}'
+            return 0. if param.ndim <= 1 else base_decay
+        return 0. if is_norm else base_decay
+
+    decay_of = check_weight_decay(model, cfg, expected_decay)
     cpe_biases = [decay_of[id(p)] for n, p in model.named_parameters() if n.endswith('cpe.bias')]
     assert len(cpe_biases) == 22
     if cfg.default_scope == 'mmpretrain':
         assert set(cpe_biases) == {0.}  # spec section 7: no decay on the CPE bias
-
-
-def _get_flops():
-    spec = importlib.util.spec_from_file_location('get_flops', ROOT / 'tools/analysis_tools/get_flops.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize('arch', ['t', 's', 'b'])
@@ -223,42 +152,7 @@ def test_params_and_flops_within_one_percent_of_the_spec(arch, one_thread):
     """get_flops.py on the ImageNet config, DG-Attention's analytic cost included (spec section 3)."""
     from mixformer_mm.engine import load_config
     cfg = load_config(str(ROOT / f'configs/dgt/dgt-{arch}_8xb128_in1k.py'))
-    params, flops = _get_flops().count(cfg, (224, 224))
+    params, flops = load_script('tools/analysis_tools/get_flops.py', 'get_flops').count(cfg, (224, 224))
     assert params / 1e6 == pytest.approx(SPEC_COMPLEXITY[arch][0], rel=0.01)
     assert flops / 1e9 == pytest.approx(SPEC_COMPLEXITY[arch][1], rel=0.01)
 
-
-def test_demo_config_trains_and_tests(tmp_path):
-    """configs/demo/dgt-mini_demo_cls.py through tools/train.py (a few iterations) and tools/test.py on its checkpoint.
-
-    The full demo (250 iterations) is run by hand; this checks that the whole pipeline works end to end.
-    """
-    import json
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    work_dir = tmp_path / 'demo'
-    config = 'configs/demo/dgt-mini_demo_cls.py'
-    iters = 4
-    options = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}', 'train_dataloader.batch_size=4',
-               'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', f'param_scheduler.1.end={iters}',
-               f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
-               'val_dataloader.dataset.indices=16', 'val_dataloader.batch_size=8']
-    train = subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), '--cfg-options']
-                           + options, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
-    checkpoint = work_dir / f'iter_{iters}.pth'
-    assert checkpoint.is_file()
-    logs = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    records = [json.loads(line) for line in logs[-1].read_text().splitlines() if line.strip()]
-    losses = [r['loss'] for r in records if 'loss' in r]
-    assert len(losses) == iters and all(math.isfinite(v) for v in losses)
-    assert any('accuracy/top1' in r for r in records)
-
-    test = subprocess.run([sys.executable, 'tools/test.py', config, str(checkpoint), '--work-dir',
-                           str(tmp_path / 'test'), '--cfg-options', 'test_dataloader.dataset.indices=16',
-                           'test_dataloader.batch_size=8'],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
-    assert 'accuracy/top1' in test.stdout + test.stderr

@@ -4,16 +4,15 @@ follows its recipe, and builds a model that runs.
 Models are built with the registry of the codebase named by the config's ``default_scope`` (mmpretrain, mmdet,
 mmseg), once each, and run in eval mode on a tiny input.
 """
-import copy
-import functools
 import re
 from pathlib import Path
 
 import pytest
-import torch
-from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config_checks import (ROOT, arch_in_name, cached_model, check_dump_round_trip, check_imports_mixformer_mm,
+                                 check_model_runs, check_weight_decay, config_id, in1k_learning_rates, load_config,
+                                 task_of)
+
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/glmix').glob('*.py'))
 DEMOS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/demo').glob('glnet*.py'))
 
@@ -41,25 +40,8 @@ EXPECTED_FILES = (
 DENSE_CHECKPOINT = re.compile(r'^checkpoints/glnet-(stl|4g|9g|16g)_in1k_backbone\.pth$')
 
 
-def _id(path: str) -> str:
-    return path[len('configs/'):-len('.py')]
-
-
 def _arch(path: str) -> str:
-    match = re.search(r'glnet-(stl-paramslot|stl|4g|9g|16g)[_.]', Path(path).name)
-    assert match, f'{path}: the file name does not name a GLNet variant'
-    return match.group(1)
-
-
-@functools.lru_cache(maxsize=None)
-def _load(path: str) -> Config:
-    # Config.fromfile runs the config's custom_imports: this fails unless `mixformer_mm` imports.
-    return Config.fromfile(str(ROOT / path))
-
-
-def _task(cfg: Config) -> str:
-    assert cfg.default_scope in ('mmpretrain', 'mmdet', 'mmseg'), cfg.default_scope
-    return cfg.default_scope
+    return arch_in_name(path, r'glnet-(stl-paramslot|stl|4g|9g|16g)[_.]', 'GLNet')
 
 
 IN1K = [p for p in CONFIGS if p.endswith('_in1k.py')]
@@ -72,28 +54,21 @@ def test_expected_config_files_exist():
     assert DEMOS, 'no GLNet demo config'
 
 
-@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=config_id)
 def test_config_parses_declares_import_and_dumps(path, tmp_path):
-    cfg = _load(path)
-    imports = cfg.get('custom_imports')
-    assert imports is not None and 'mixformer_mm' in imports['imports'], f'{path}: no custom_imports of mixformer_mm'
-    assert imports.get('allow_failed_imports', False) is False
+    cfg = load_config(path)
+    check_imports_mixformer_mm(cfg, path)
     assert cfg.model.backbone.type in ('GLNet', 'mixformer_mm.GLNet')
     if path in CONFIGS:
         assert cfg.model.backbone.arch.replace('_', '-') == _arch(path)
-    _task(cfg)
-    dumped = tmp_path / 'dumped.py'
-    cfg.dump(str(dumped))
-    reloaded = Config.fromfile(str(dumped), import_custom_modules=False)
-    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_imports', 'default_scope'):
-        assert reloaded.to_dict()[key] == cfg.to_dict()[key], f'{path}: {key} changes when dumped and reloaded'
+    check_dump_round_trip(cfg, path, tmp_path)
 
 
-@pytest.mark.parametrize('path', IN1K, ids=_id)
+@pytest.mark.parametrize('path', IN1K, ids=config_id)
 def test_in1k_recipe(path):
     """Spec section 6.1: 2048 images per step, AdamW 2e-3, wd 0.05 (not on 1-D parameters), clip 5, 5 + 295
     epochs with a per-iteration cosine to 1e-5, Mixup/CutMix, label smoothing, repeated augmentation, EMA for 16G."""
-    cfg = _load(path)
+    cfg = load_config(path)
     arch = _arch(path)
     assert cfg.train_dataloader.batch_size == 128 and cfg.auto_scale_lr.base_batch_size == 16 * 128
     assert cfg.train_dataloader.sampler == dict(type='RepeatAugSampler', num_repeats=3, shuffle=True)
@@ -124,9 +99,9 @@ def test_in1k_recipe(path):
     assert test_pipeline[1]['scale'] == 256 and test_pipeline[1]['interpolation'] == 'bicubic'
 
 
-@pytest.mark.parametrize('path', DENSE, ids=_id)
+@pytest.mark.parametrize('path', DENSE, ids=config_id)
 def test_dense_recipe_and_backbone_checkpoint(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     name = Path(path).name
     backbone = cfg.model.backbone
     match = DENSE_CHECKPOINT.match(backbone.init_cfg['checkpoint'])
@@ -137,7 +112,7 @@ def test_dense_recipe_and_backbone_checkpoint(path):
     assert cfg.model.get('pretrained') is None  # a model-level `pretrained` would be passed to our backbone
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'AdamW'
-    if _task(cfg) == 'mmdet':  # spec section 7.4: frozen BN statistics for detection
+    if task_of(cfg) == 'mmdet':  # spec section 7.4: frozen BN statistics for detection
         assert backbone.norm_cfg.type == 'BN' and backbone.norm_eval is True
         assert cfg.train_dataloader.batch_size == 2 and optimizer.lr == 1e-4
         if name.startswith('retinanet'):
@@ -167,69 +142,14 @@ def test_dense_recipe_and_backbone_checkpoint(path):
         assert backbone.drop_path_rate == expected
 
 
-@functools.lru_cache(maxsize=None)
-def _build(path: str):
-    import mixformer_mm  # noqa: F401  (registers GLNet)
-    from mmengine.registry import init_default_scope
-    cfg = _load(path)
-    task = _task(cfg)
-    init_default_scope(task)
-    if task == 'mmpretrain':
-        from mmpretrain.registry import MODELS
-    elif task == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(copy.deepcopy(cfg.model)).eval()
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS + DEMOS, ids=config_id)
 def test_model_builds_and_runs(path, one_thread):
     from mixformer_mm.models.backbones import GLNet
 
-    cfg = _load(path)
-    model = _build(path)
-    assert isinstance(model.backbone, GLNet)
-    channels = model.backbone.embed_dims
-    if path in CONFIGS:
-        assert channels == STAGE_CHANNELS[_arch(path)]
-    out_indices = tuple(cfg.model.backbone.out_indices)
-
-    torch.manual_seed(0)
-    task = _task(cfg)
-    size = 64
-    inputs = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        feats = model.backbone(inputs)
-        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
-                                           for i in out_indices]
-        assert all(torch.isfinite(f).all() for f in feats)
-        if task == 'mmpretrain':
-            logits = model.head(model.neck(feats))
-            assert logits.shape == (1, cfg.model.head.num_classes) and torch.isfinite(logits).all()
-        elif task == 'mmdet':
-            outs = model.neck(feats)
-            assert len(outs) == cfg.model.neck.num_outs
-            assert all(o.shape[1] == cfg.model.neck.out_channels for o in outs)
-            assert outs[0].shape[-2:] == feats[cfg.model.neck.get('start_level', 0)].shape[-2:]
-            assert all(torch.isfinite(o).all() for o in outs)
-        else:
-            if model.with_neck:
-                feats = model.neck(feats)
-            logits = model.decode_head(feats)
-            assert logits.shape == (1, cfg.model.decode_head.num_classes, size // 4, size // 4)
-            assert torch.isfinite(logits).all()
-            if model.with_auxiliary_head:
-                aux = model.auxiliary_head(feats)
-                assert aux.shape[:2] == (1, cfg.model.auxiliary_head.num_classes)
+    model = cached_model(path)
+    # the demo configs' mini variants are not in STAGE_CHANNELS
+    channels = STAGE_CHANNELS[_arch(path)] if path in CONFIGS else model.backbone.embed_dims
+    check_model_runs(model, load_config(path), GLNet, channels, size=64)
 
 
 FAMILY_REPRESENTATIVES = [
@@ -242,55 +162,30 @@ FAMILY_REPRESENTATIVES = [
 ]
 
 
-@pytest.mark.parametrize('path', FAMILY_REPRESENTATIVES, ids=_id)
+@pytest.mark.parametrize('path', FAMILY_REPRESENTATIVES, ids=config_id)
 def test_weight_decay_groups(path, one_thread):
     """The optimizer built from the config decays what the recipe says, and nothing else."""
-    from mmengine.optim import build_optim_wrapper
-    from torch.nn.modules.batchnorm import _BatchNorm
+    cfg = load_config(path)
+    model = cached_model(path)
 
-    cfg = _load(path)
-    model = _build(path)
-    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    decay_of = {id(p): group['weight_decay'] for group in optim_wrapper.optimizer.param_groups for p in group['params']}
-    norm_params = {id(p) for m in model.modules() if isinstance(m, (_BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm))
-                   for p in m.parameters(recurse=False)}
-    base_decay = cfg.optim_wrapper.optimizer.weight_decay
-    name = Path(path).name
-    for param_name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name.startswith(('fpn_', 'retinanet_')):
-            expected = base_decay  # decay everywhere
-        elif _task(cfg) == 'mmpretrain':
+    def expected_decay(name, param, is_norm, base_decay):
+        if Path(path).name.startswith(('fpn_', 'retinanet_')):
+            return base_decay  # decay everywhere
+        if task_of(cfg) == 'mmpretrain':
             # official: no decay for 1-D parameters and biases, but the 0-dim slot_scale is decayed
-            expected = 0. if param.ndim == 1 else base_decay
-        else:
-            expected = 0. if id(param) in norm_params else base_decay
-        assert decay_of[id(param)] == pytest.approx(expected), f'{path}: {param_name} has {decay_of[id(param)]}'
-    if _task(cfg) == 'mmpretrain':
+            return 0. if param.ndim == 1 else base_decay
+        return 0. if is_norm else base_decay
+
+    decay_of = check_weight_decay(model, cfg, expected_decay, skip_frozen=True)
+    if task_of(cfg) == 'mmpretrain':
         slot_scale = model.backbone.stages[0].blocks[0].slot_scale
-        assert slot_scale.ndim == 0 and decay_of[id(slot_scale)] == base_decay
+        assert slot_scale.ndim == 0 and decay_of[id(slot_scale)] == cfg.optim_wrapper.optimizer.weight_decay
 
 
 def test_in1k_learning_rate_curve():
     """Warm-up from ~0 over 5 epochs to 2e-3, cosine to 1e-5 at epoch 300, updated per iteration."""
-    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
-    from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
-
-    cfg = _load('configs/glmix/glnet-4g_16xb128_in1k.py')
-    init_default_scope(cfg.default_scope)
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
     epoch_length = 4
-    schedulers = [PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer, epoch_length=epoch_length))
-                  for c in copy.deepcopy(cfg.param_scheduler)]
-    assert [type(s) for s in schedulers] == [LinearLR, CosineAnnealingLR]
-    lrs = []
-    for _ in range(300 * epoch_length):
-        lrs.append(optimizer.param_groups[0]['lr'])
-        optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
-    lrs.append(optimizer.param_groups[0]['lr'])
+    lrs = in1k_learning_rates(load_config('configs/glmix/glnet-4g_16xb128_in1k.py'), 300, epoch_length)
     assert lrs[0] < 1e-8
     assert lrs[5 * epoch_length] == pytest.approx(2e-3)
     assert lrs[(5 + 295 // 2) * epoch_length + 2] == pytest.approx((2e-3 + 1e-5) / 2, rel=1e-2)  # cosine midpoint

@@ -5,16 +5,15 @@ Models are built with the registry of the codebase named by the config's ``defau
 mmseg) and run once, in eval mode, on a tiny input.
 """
 import ast
-import copy
-import functools
 import re
 from pathlib import Path
 
 import pytest
-import torch
-from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config_checks import (ROOT, arch_in_name, build_model, check_dump_round_trip, check_imports_mixformer_mm,
+                                 check_model_runs, check_weight_decay, config_id, gpus_and_batch, in1k_learning_rates,
+                                 load_config, task_of)
+
 CONFIG_DIRS = ('configs/groupmixformer', 'configs/swap_backbone')
 CONFIGS = sorted(str(p.relative_to(ROOT)) for d in CONFIG_DIRS for p in (ROOT / d).glob('*.py'))
 
@@ -42,30 +41,8 @@ EXPECTED_FILES = (
 DENSE_CHECKPOINT = re.compile(r'^checkpoints/groupmixformer-([mtsbl])_in1k_backbone\.pth$')
 
 
-def _id(path: str) -> str:
-    return path[len('configs/'):-len('.py')]
-
-
 def _arch(path: str) -> str:
-    match = re.search(r'groupmixformer-([mtsbl])[_.]', Path(path).name)
-    assert match, f'{path}: the file name does not name a GroupMixFormer variant'
-    return match.group(1)
-
-
-def _gpus_and_batch(path: str):
-    match = re.search(r'_(\d+)xb(\d+)[-_]', Path(path).name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-@functools.lru_cache(maxsize=None)
-def _load(path: str) -> Config:
-    # Config.fromfile runs the config's custom_imports: this fails unless `mixformer_mm` imports.
-    return Config.fromfile(str(ROOT / path))
-
-
-def _task(cfg: Config) -> str:
-    assert cfg.default_scope in ('mmpretrain', 'mmdet', 'mmseg'), cfg.default_scope
-    return cfg.default_scope
+    return arch_in_name(path, r'groupmixformer-([mtsbl])[_.]', 'GroupMixFormer')
 
 
 IN1K = [p for p in CONFIGS if p.endswith('_in1k.py')]
@@ -77,28 +54,20 @@ def test_expected_config_files_exist():
     assert not missing, f'missing configs: {missing}'
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_config_parses_declares_import_and_dumps(path, tmp_path):
-    cfg = _load(path)
-    imports = cfg.get('custom_imports')
-    assert imports is not None and 'mixformer_mm' in imports['imports'], f'{path}: no custom_imports of mixformer_mm'
-    assert imports.get('allow_failed_imports', False) is False
+    cfg = load_config(path)
+    check_imports_mixformer_mm(cfg, path)
     assert cfg.model.backbone.type in ('GroupMixFormer', 'mixformer_mm.GroupMixFormer')
     assert cfg.model.backbone.arch == _arch(path)
-    _task(cfg)
-
-    dumped = tmp_path / 'dumped.py'
-    cfg.dump(str(dumped))
-    reloaded = Config.fromfile(str(dumped), import_custom_modules=False)
-    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_imports', 'default_scope'):
-        assert reloaded.to_dict()[key] == cfg.to_dict()[key], f'{path}: {key} changes when dumped and reloaded'
+    check_dump_round_trip(cfg, path, tmp_path)
 
 
-@pytest.mark.parametrize('path', IN1K, ids=_id)
+@pytest.mark.parametrize('path', IN1K, ids=config_id)
 def test_in1k_recipe(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     arch = _arch(path)
-    gpus, per_gpu = _gpus_and_batch(path)
+    gpus, per_gpu = gpus_and_batch(path)
     total = gpus * per_gpu
     assert (gpus, per_gpu) == (8, 64) and cfg.train_dataloader.batch_size == per_gpu
     assert cfg.auto_scale_lr.base_batch_size == 512 == total
@@ -126,9 +95,9 @@ def test_in1k_recipe(path):
     assert cfg.model.head.in_channels == STAGE_CHANNELS[arch][-1]
 
 
-@pytest.mark.parametrize('path', DENSE, ids=_id)
+@pytest.mark.parametrize('path', DENSE, ids=config_id)
 def test_dense_config_loads_a_backbone_checkpoint(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     backbone = cfg.model.backbone
     init_cfg = backbone.get('init_cfg')
     assert init_cfg is not None and init_cfg['type'] == 'Pretrained', f'{path}: backbone has no Pretrained init_cfg'
@@ -139,14 +108,14 @@ def test_dense_config_loads_a_backbone_checkpoint(path):
     assert backbone.norm_cfg.type == 'SyncBN'
     assert cfg.model.get('pretrained') is None  # a model-level `pretrained` would be passed to our backbone
 
-    expected = _gpus_and_batch(path)
+    expected = gpus_and_batch(path)
     if expected is not None:
         assert cfg.train_dataloader.batch_size == expected[1]
-    if _task(cfg) == 'mmdet':
+    if task_of(cfg) == 'mmdet':
         assert cfg.train_dataloader.batch_size == 2  # 8 GPUs x 2 = 16
 
 
-@pytest.mark.parametrize('path', [p for p in CONFIGS if 'swap_backbone' in p], ids=_id)
+@pytest.mark.parametrize('path', [p for p in CONFIGS if 'swap_backbone' in p], ids=config_id)
 def test_swap_example_inherits_only_the_unmodified_parent(path):
     tree = ast.parse((ROOT / path).read_text())
     assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
@@ -155,71 +124,13 @@ def test_swap_example_inherits_only_the_unmodified_parent(path):
     assert 'custom_imports' in assigned  # written inline, as a user would
 
 
-def _build(cfg: Config):
-    import mixformer_mm  # noqa: F401  (registers GroupMixFormer)
-    from mmengine.registry import init_default_scope
-    task = _task(cfg)
-    init_default_scope(task)
-    if task == 'mmpretrain':
-        from mmpretrain.registry import MODELS
-    elif task == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model = MODELS.build(copy.deepcopy(cfg.model))
-    return model.eval()
-
-
-@pytest.fixture
-def one_thread():
-    # These inputs are tiny: one thread is fastest, and on a busy machine several threads can be 50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.parametrize('path', CONFIGS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_model_builds_and_runs(path, one_thread):
     from mixformer_mm.models.backbones import GroupMixFormer
 
-    cfg = _load(path)
-    arch = _arch(path)
-    channels = STAGE_CHANNELS[arch]
-    model = _build(cfg)
-    assert isinstance(model.backbone, GroupMixFormer)
-    assert model.backbone.embed_dims == channels
-    out_indices = tuple(cfg.model.backbone.out_indices)
-
-    torch.manual_seed(0)
-    task = _task(cfg)
-    size = 64 if task == 'mmpretrain' else 128
-    inputs = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        feats = model.backbone(inputs)
-        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
-                                           for i in out_indices]
-        assert all(torch.isfinite(f).all() for f in feats)
-
-        if task == 'mmpretrain':
-            logits = model.head(model.neck(feats))
-            assert logits.shape == (1, cfg.model.head.num_classes)
-            assert torch.isfinite(logits).all()
-        elif task == 'mmdet':
-            outs = model.neck(feats)
-            assert len(outs) == cfg.model.neck.num_outs
-            assert all(o.shape[1] == cfg.model.neck.out_channels for o in outs)
-            assert outs[0].shape[-2:] == feats[cfg.model.neck.get('start_level', 0)].shape[-2:]
-            assert all(torch.isfinite(o).all() for o in outs)
-        else:
-            if model.with_neck:
-                feats = model.neck(feats)
-            logits = model.decode_head(feats)
-            assert logits.shape == (1, cfg.model.decode_head.num_classes, size // 4, size // 4)
-            assert torch.isfinite(logits).all()
-            if model.with_auxiliary_head:
-                aux = model.auxiliary_head(feats)
-                assert aux.shape[:2] == (1, cfg.model.auxiliary_head.num_classes)
+    cfg = load_config(path)
+    check_model_runs(build_model(cfg), cfg, GroupMixFormer, STAGE_CHANNELS[_arch(path)],
+                     size=64 if task_of(cfg) == 'mmpretrain' else 128)
 
 
 FAMILY_REPRESENTATIVES = [
@@ -232,52 +143,25 @@ FAMILY_REPRESENTATIVES = [
 ]
 
 
-@pytest.mark.parametrize('path', FAMILY_REPRESENTATIVES, ids=_id)
+@pytest.mark.parametrize('path', FAMILY_REPRESENTATIVES, ids=config_id)
 def test_weight_decay_groups(path, one_thread):
     """The optimizer built from the config decays what the recipe says, and nothing else."""
-    from mmengine.optim import build_optim_wrapper
-    from torch.nn.modules.batchnorm import _BatchNorm
+    cfg = load_config(path)
 
-    cfg = _load(path)
-    model = _build(cfg)
-    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    decay_of = {id(p): group['weight_decay'] for group in optim_wrapper.optimizer.param_groups for p in group['params']}
-    norm_params = {id(p) for m in model.modules() if isinstance(m, (_BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm))
-                   for p in m.parameters(recurse=False)}
-    base_decay = cfg.optim_wrapper.optimizer.weight_decay
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
+    def expected_decay(name, param, is_norm, base_decay):
         if Path(path).name.startswith('fpn_'):
-            expected = base_decay  # Semantic FPN recipe: decay everywhere
-        elif _task(cfg) == 'mmpretrain':
-            expected = 0. if param.ndim <= 1 else base_decay  # official: no decay on 1-D params and biases
-        else:
-            expected = 0. if id(param) in norm_params else base_decay
-        assert decay_of[id(param)] == pytest.approx(expected), f'{path}: {name} has weight decay {decay_of[id(param)]}'
+            return base_decay  # Semantic FPN recipe: decay everywhere
+        if task_of(cfg) == 'mmpretrain':
+            return 0. if param.ndim <= 1 else base_decay  # official: no decay on 1-D params and biases
+        return 0. if is_norm else base_decay
+
+    check_weight_decay(build_model(cfg), cfg, expected_decay, skip_frozen=True)
 
 
 def test_in1k_learning_rate_curve():
     """Warm-up from 5e-7 over 20 epochs, cosine to 5e-6 at epoch 300, updated per iteration."""
-    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
-    from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
-
-    cfg = _load('configs/groupmixformer/groupmixformer-t_8xb64_in1k.py')
-    init_default_scope(cfg.default_scope)
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
     epoch_length = 4
-    schedulers = []
-    for scheduler_cfg in copy.deepcopy(cfg.param_scheduler):
-        schedulers.append(PARAM_SCHEDULERS.build(
-            scheduler_cfg, default_args=dict(optimizer=optimizer, epoch_length=epoch_length)))
-    assert [type(s) for s in schedulers] == [LinearLR, CosineAnnealingLR]
-    lrs = []
-    for _ in range(300 * epoch_length):
-        lrs.append(optimizer.param_groups[0]['lr'])
-        optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
-    lrs.append(optimizer.param_groups[0]['lr'])
+    lrs = in1k_learning_rates(load_config('configs/groupmixformer/groupmixformer-t_8xb64_in1k.py'), 300, epoch_length)
     assert lrs[0] == pytest.approx(5e-7)
     assert lrs[20 * epoch_length] == pytest.approx(5e-4)
     # mmengine's LinearLR reaches the peak one iteration before `end`, timm's at `end`: equal up to 1/iterations

@@ -5,15 +5,14 @@ Models are built with the registry of the codebase named by the config's ``defau
 mmseg) and run once, in eval mode, on a tiny input.
 """
 import copy
-import functools
-import re
-from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config_checks import (ROOT, arch_in_name, build_model, check_dump_round_trip, check_imports_mixformer_mm,
+                                 check_model_runs, check_weight_decay, config_id, gpus_and_batch, in1k_learning_rates,
+                                 load_config)
+
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/maformer').glob('*.py'))
 
 STAGE_CHANNELS = {'s': [64, 128, 256, 512], 'b': [64, 128, 256, 512], 'l': [96, 192, 384, 768]}
@@ -36,36 +35,12 @@ EXPECTED_FILES = (
     )])
 
 
-def _id(path: str) -> str:
-    return path[len('configs/'):-len('.py')]
-
-
 def _arch(path: str) -> str:
-    match = re.search(r'maformer-([sbl])[_.]', Path(path).name)
-    assert match, f'{path}: the file name does not name a MAFormer variant'
-    return match.group(1)
-
-
-def _gpus_and_batch(path: str):
-    match = re.search(r'_(\d+)xb(\d+)[-_]', Path(path).name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-@functools.lru_cache(maxsize=None)
-def _load(path: str) -> Config:
-    return Config.fromfile(str(ROOT / path))  # runs custom_imports: fails unless `mixformer_mm` imports
+    return arch_in_name(path, r'maformer-([sbl])[_.]', 'MAFormer')
 
 
 IN1K = [p for p in CONFIGS if '_in1k' in p]
 DENSE = [p for p in CONFIGS if p not in IN1K]
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_expected_config_files_exist():
@@ -78,25 +53,17 @@ def test_expected_config_files_exist():
 ROUND_TRIP = [p for p in CONFIGS if '-s_' in p or '384px' in p]
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_config_parses_and_declares_import(path):
-    cfg = _load(path)
-    imports = cfg.get('custom_imports')
-    assert imports is not None and 'mixformer_mm' in imports['imports'], f'{path}: no custom_imports of mixformer_mm'
-    assert imports.get('allow_failed_imports', False) is False
+    cfg = load_config(path)
+    check_imports_mixformer_mm(cfg, path)
     assert cfg.model.backbone.type == 'MAFormer'
     assert cfg.model.backbone.arch == _arch(path)
-    assert cfg.default_scope in ('mmpretrain', 'mmdet', 'mmseg')
 
 
-@pytest.mark.parametrize('path', ROUND_TRIP, ids=_id)
+@pytest.mark.parametrize('path', ROUND_TRIP, ids=config_id)
 def test_config_dumps_and_reloads(path, tmp_path):
-    cfg = _load(path)
-    dumped = tmp_path / 'dumped.py'
-    cfg.dump(str(dumped))
-    reloaded = Config.fromfile(str(dumped), import_custom_modules=False)
-    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'custom_imports', 'default_scope'):
-        assert reloaded.to_dict()[key] == cfg.to_dict()[key], f'{path}: {key} changes when dumped and reloaded'
+    check_dump_round_trip(load_config(path), path, tmp_path)
 
 
 def _no_decay_set(paramwise):
@@ -104,12 +71,12 @@ def _no_decay_set(paramwise):
     assert paramwise.custom_keys == {'pos_embed': dict(decay_mult=0.)}
 
 
-@pytest.mark.parametrize('path', [p for p in IN1K if '384px' not in p], ids=_id)
+@pytest.mark.parametrize('path', [p for p in IN1K if '384px' not in p], ids=config_id)
 def test_in1k_recipe_is_cswins(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     arch = _arch(path)
     gpus, per_gpu, lr, wd, drop_path, ema = IN1K_RECIPE[arch]
-    assert _gpus_and_batch(path) == (gpus, per_gpu) and cfg.train_dataloader.batch_size == per_gpu
+    assert gpus_and_batch(path) == (gpus, per_gpu) and cfg.train_dataloader.batch_size == per_gpu
     assert cfg.auto_scale_lr.base_batch_size == gpus * per_gpu
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'AdamW' and optimizer.lr == pytest.approx(lr) and optimizer.weight_decay == wd
@@ -135,7 +102,7 @@ def test_in1k_recipe_is_cswins(path):
 
 
 def test_384_finetune_recipe():
-    cfg = _load('configs/maformer/maformer-l_8xb32_in1k-384px.py')
+    cfg = load_config('configs/maformer/maformer-l_8xb32_in1k-384px.py')
     assert cfg.load_from == 'checkpoints/maformer-l_in1k.pth'
     assert cfg.model.backbone.pretrain_img_size == 224 and cfg.model.backbone.drop_path_rate == 0.7
     assert cfg.optim_wrapper.optimizer.lr == 5e-6 and cfg.optim_wrapper.optimizer.weight_decay == 1e-8
@@ -150,9 +117,9 @@ def test_384_finetune_recipe():
     assert [t.crop_size for t in cfg.test_dataloader.dataset.pipeline if t.type == 'CenterCrop'] == [384]
 
 
-@pytest.mark.parametrize('path', DENSE, ids=_id)
+@pytest.mark.parametrize('path', DENSE, ids=config_id)
 def test_dense_config_backbone_settings(path):
-    cfg = _load(path)
+    cfg = load_config(path)
     arch = _arch(path)
     backbone = cfg.model.backbone
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/maformer-{arch}_in1k.pth',
@@ -162,7 +129,7 @@ def test_dense_config_backbone_settings(path):
     assert backbone.with_cp == (arch == 'l')
     assert cfg.model.get('pretrained') is None  # a model-level `pretrained` would be passed to our backbone
     _no_decay_set(cfg.optim_wrapper.paramwise_cfg)
-    expected = _gpus_and_batch(path)
+    expected = gpus_and_batch(path)
     if expected is not None:
         assert cfg.train_dataloader.batch_size == expected[1]
     if cfg.default_scope == 'mmdet':
@@ -171,51 +138,13 @@ def test_dense_config_backbone_settings(path):
         assert cfg.train_cfg.max_epochs == (36 if 'ms-3x' in path else 12)
 
 
-def _build(cfg: Config):
-    import mixformer_mm  # noqa: F401  (registers MAFormer)
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmpretrain':
-        from mmpretrain.registry import MODELS
-    elif cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    return MODELS.build(copy.deepcopy(cfg.model)).eval()
-
-
-@pytest.mark.parametrize('path', CONFIGS, ids=_id)
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
 def test_model_builds_and_runs(path, one_thread):
     from mixformer_mm.models.backbones import MAFormer
 
-    cfg = _load(path)
-    arch = _arch(path)
-    channels = STAGE_CHANNELS[arch]
-    model = _build(cfg)
-    assert isinstance(model.backbone, MAFormer) and model.backbone.embed_dims == channels
-    out_indices = tuple(cfg.model.backbone.out_indices)
-    size = 64 if cfg.default_scope == 'mmpretrain' else 128
-    torch.manual_seed(0)
-    with torch.no_grad():
-        feats = model.backbone(torch.randn(1, 3, size, size))
-        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
-                                           for i in out_indices]
-        assert all(torch.isfinite(f).all() for f in feats)
-        if cfg.default_scope == 'mmpretrain':
-            logits = model.head(model.neck(feats))
-            assert logits.shape == (1, cfg.model.head.num_classes) and torch.isfinite(logits).all()
-        elif cfg.default_scope == 'mmdet':
-            outs = model.neck(feats)
-            assert len(outs) == cfg.model.neck.num_outs
-            assert all(o.shape[1] == cfg.model.neck.out_channels and torch.isfinite(o).all() for o in outs)
-        else:
-            if model.with_neck:
-                feats = model.neck(feats)
-            logits = model.decode_head(feats)
-            assert logits.shape == (1, cfg.model.decode_head.num_classes, size // 4, size // 4)
-            assert torch.isfinite(logits).all()
-            if model.with_auxiliary_head:
-                assert model.auxiliary_head(feats).shape[:2] == (1, cfg.model.auxiliary_head.num_classes)
+    cfg = load_config(path)
+    check_model_runs(build_model(cfg), cfg, MAFormer, STAGE_CHANNELS[_arch(path)],
+                     size=64 if cfg.default_scope == 'mmpretrain' else 128)
 
 
 @pytest.mark.parametrize('path', [
@@ -223,48 +152,27 @@ def test_model_builds_and_runs(path, one_thread):
     'configs/maformer/mask-rcnn_maformer-s_fpn_1x_coco.py',
     'configs/maformer/upernet_maformer-s_8xb2-160k_ade20k-512x512.py',
     'configs/maformer/fpn_maformer-s_8xb4-80k_ade20k-512x512.py',
-], ids=_id)
+], ids=config_id)
 def test_weight_decay_groups(path, one_thread):
     """No decay on norms, biases and GLD position embeddings (spec 2.5); everything else decays."""
-    from mmengine.optim import build_optim_wrapper
+    cfg = load_config(path)
 
-    cfg = _load(path)
-    model = _build(cfg)
-    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-    decay_of = {id(p): g['weight_decay'] for g in optim_wrapper.optimizer.param_groups for p in g['params']}
-    norm_params = {id(p) for m in model.modules() if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm,
-                                                                   torch.nn.modules.batchnorm._BatchNorm))
-                   for p in m.parameters(recurse=False)}
-    base_decay = cfg.optim_wrapper.optimizer.weight_decay
-    seen_pos = False
-    for name, param in model.named_parameters():
-        no_decay = id(param) in norm_params or name.endswith('.bias') or 'pos_embed' in name
+    def expected_decay(name, param, is_norm, base_decay):
+        no_decay = is_norm or name.endswith('.bias') or 'pos_embed' in name
         if cfg.default_scope == 'mmpretrain':
             no_decay = no_decay or param.ndim <= 1
-        seen_pos = seen_pos or 'gld.pos_embed' in name
-        expected = 0. if no_decay else base_decay
-        assert decay_of[id(param)] == pytest.approx(expected), f'{path}: {name} has weight decay {decay_of[id(param)]}'
-    assert seen_pos
+        return 0. if no_decay else base_decay
+
+    model = build_model(cfg)
+    check_weight_decay(model, cfg, expected_decay)
+    assert any('gld.pos_embed' in name for name, _ in model.named_parameters())
 
 
 def test_in1k_learning_rate_curve():
     """Warm-up from 1e-6 over 20 epochs, cosine to 1e-5 at epoch 300, 1e-5 until 310, updated per iteration."""
-    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
-    from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
-
-    cfg = _load('configs/maformer/maformer-s_8xb256_in1k.py')
-    init_default_scope(cfg.default_scope)
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
+    cfg = load_config('configs/maformer/maformer-s_8xb256_in1k.py')
     epoch_length = 4
-    schedulers = [PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer, epoch_length=epoch_length))
-                  for c in copy.deepcopy(cfg.param_scheduler)]
-    assert [type(s) for s in schedulers] == [LinearLR, CosineAnnealingLR]
-    lrs = []
-    for _ in range(cfg.train_cfg.max_epochs * epoch_length):
-        lrs.append(optimizer.param_groups[0]['lr'])
-        optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
+    lrs = in1k_learning_rates(cfg, cfg.train_cfg.max_epochs, epoch_length)
     assert lrs[0] == pytest.approx(1e-6)
     assert lrs[20 * epoch_length] == pytest.approx(2e-3)
     assert lrs[160 * epoch_length] == pytest.approx((2e-3 + 1e-5) / 2, rel=1e-3)
@@ -275,10 +183,10 @@ def test_in1k_learning_rate_curve():
 def test_imagenet_checkpoint_initialises_the_dense_backbone(tmp_path, one_thread):
     """The chain the dense configs rely on: an mmpretrain MAFormer-S checkpoint loads through the backbone's
     init_cfg (prefix 'backbone.'), only the three extra output norms being new."""
-    classifier = _build(_load('configs/maformer/maformer-s_8xb256_in1k.py'))
+    classifier = build_model(load_config('configs/maformer/maformer-s_8xb256_in1k.py'))
     path = tmp_path / 'maformer-s_in1k.pth'
     torch.save({'state_dict': classifier.state_dict(), 'meta': {}}, path)
-    cfg = _load('configs/maformer/mask-rcnn_maformer-s_fpn_1x_coco.py')
+    cfg = load_config('configs/maformer/mask-rcnn_maformer-s_fpn_1x_coco.py')
     backbone_cfg = copy.deepcopy(cfg.model.backbone)
     backbone_cfg.init_cfg.checkpoint = str(path)
     from mmdet.registry import MODELS
@@ -295,11 +203,11 @@ def test_imagenet_checkpoint_initialises_the_dense_backbone(tmp_path, one_thread
 
 
 @pytest.mark.parametrize('path', ['configs/demo/maformer-mini_demo_cls.py', 'configs/demo/maformer-mini_demo_det.py'],
-                         ids=_id)
+                         ids=config_id)
 def test_demo_config_builds_and_runs_at_its_image_size(path, one_thread, monkeypatch):
     """The demo GLD is built for the demo image size, so it runs the paper's token FC without resampling."""
-    cfg = _load(path)
-    model = _build(cfg)
+    cfg = load_config(path)
+    model = build_model(cfg)
     size = cfg.model.backbone.pretrain_img_size
     assert model.backbone.stages[0].blocks[0].gld.ref_hw == (size // 4, size // 4)
 

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixformer_mm.models.backbones import DGT
@@ -16,6 +15,10 @@ from mixformer_mm.models.layers.dynamic_group_attention import (DGAttention, buc
                                                                kmeans_group_queries, masked_dense_group_attention,
                                                                num_buckets_bound, select_keys)
 from mixformer_mm.utils.flops import count_flops
+from tests.backbone_checks import (DETECTION_HW, DETECTION_SIZE, check_bad_inputs_are_named, check_bf16_autocast_trains,
+                                   check_frozen_stages, check_gradients_reach_every_parameter,
+                                   check_norm_eval_keeps_bn_statistics, check_outputs, check_with_cp_matches_plain,
+                                   strided_hw)
 
 TINY = dict(embed_dims=[16, 32, 32, 64], depths=[1, 2, 1, 1], num_heads=[2, 2, 4, 4], groups=[4, 3, 2, 1],
             topk=[8, 8, 4, None], mlp_ratios=[2, 2, 2, 2])
@@ -332,24 +335,11 @@ def test_variant_param_counts_match_the_spec(arch):
 
 @pytest.mark.parametrize('size', [(224, 224), (223, 225), (64, 96), (52, 68)])
 def test_four_outputs_at_strides_4_to_32_any_size(size):
-    model = DGT(arch=TINY).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert len(outs) == 4
-    h, w = size
-    for i, (out, channels) in enumerate(zip(outs, TINY['embed_dims'])):
-        stride = 4 * 2**i
-        assert out.shape == (1, channels, -(-h // stride), -(-w // stride))
-        assert torch.isfinite(out).all()
+    check_outputs(DGT(arch=TINY), size, TINY['embed_dims'], strided_hw(size))
 
 
 def test_default_variant_at_detection_size_800x1333_batch1():
-    model = DGT(arch='t').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 800, 1333))
-    assert [tuple(o.shape[-2:]) for o in outs] == [(200, 334), (100, 167), (50, 84), (25, 42)]
-    assert [o.shape[1] for o in outs] == [64, 128, 256, 512]
-    assert all(torch.isfinite(o).all() for o in outs)
+    check_outputs(DGT(arch='t'), DETECTION_SIZE, [64, 128, 256, 512], DETECTION_HW)
 
 
 def test_out_indices_and_output_norms():
@@ -374,11 +364,7 @@ def test_bucketed_backbone_equals_masked_dense_backbone_fp64():
 @pytest.mark.parametrize('options', [dict(), dict(ffn_norm='BN', stem='cmt'), dict(share_groups=True),
                                      dict(cosine=True, kmeans_iters=0), dict(groups='auto')])
 def test_gradients_reach_every_parameter(options):
-    model = DGT(arch=TINY, drop_path_rate=0.1, **options).train()
-    outs = model(torch.randn(2, 3, 64, 64))
-    sum(o.square().mean() for o in outs).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
-    assert not missing
+    check_gradients_reach_every_parameter(DGT(arch=TINY, drop_path_rate=0.1, **options))
 
 
 def test_shared_groups_give_every_head_the_same_assignment():
@@ -396,64 +382,21 @@ def test_shared_groups_give_every_head_the_same_assignment():
 @pytest.mark.parametrize('frozen_stages', [0, 2, 4])
 def test_frozen_stages_freeze_weights_and_bn_statistics(frozen_stages):
     model = DGT(arch=TINY, frozen_stages=frozen_stages, ffn_norm='BN')
-    model.init_weights()
-    model.train()
-    before = copy.deepcopy(model.state_dict())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    outs = model(torch.randn(2, 3, 64, 64))
-    if trainable:
-        optimizer = torch.optim.SGD(trainable, lr=0.1)
-        sum(o.mean() for o in outs).backward()
-        optimizer.step()
-    after = model.state_dict()
-    frozen_names = {'stem.'} | {f'stages.{i}.' for i in range(frozen_stages)} | {
-        f'norm{i}.' for i in range(frozen_stages)}
-    for key, value in after.items():
-        if any(key.startswith(p) for p in frozen_names):
-            assert torch.equal(value, before[key]), f'{key} changed although frozen'
-    assert not model.stem.training and all(not s.training for s in list(model.stages)[:frozen_stages])
-    assert all(s.training for s in list(model.stages)[frozen_stages:])
-    if frozen_stages < 4:
-        assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith(f'stages.{frozen_stages}.'))
+    check_frozen_stages(model, frozen_stages, output_norm_prefix='norm{}.')
 
 
 def test_norm_eval_keeps_bn_statistics():
-    model = DGT(arch=TINY, norm_eval=True, ffn_norm='BN').train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert len(bns) > 1 and all(not m.training for m in bns)
-    stats = [m.running_mean.clone() for m in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns))
+    bns = check_norm_eval_keeps_bn_statistics(DGT(arch=TINY, norm_eval=True, ffn_norm='BN'))
+    assert len(bns) > 1
 
 
 def test_with_cp_same_outputs_gradients_and_bn_statistics():
-    torch.manual_seed(0)
-    plain = DGT(arch=TINY, drop_path_rate=0.2, ffn_norm='BN').train()
-    checkpointed = DGT(arch=TINY, drop_path_rate=0.2, ffn_norm='BN', with_cp=True).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    results = []
-    for model in (plain, checkpointed):
-        torch.manual_seed(1)  # same drop-path masks
-        outs = model(x)
-        sum(o.square().mean() for o in outs).backward()
-        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()}, model.state_dict()))
-    (outs_a, grads_a, state_a), (outs_b, grads_b, state_b) = results
-    for a, b in zip(outs_a, outs_b):
-        assert torch.allclose(a, b, atol=1e-6)
-    for name in grads_a:
-        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
-    for key in state_a:
-        assert torch.allclose(state_a[key].float(), state_b[key].float(), atol=1e-7), key
+    check_with_cp_matches_plain(lambda with_cp: DGT(arch=TINY, drop_path_rate=0.2, ffn_norm='BN', with_cp=with_cp))
 
 
 def test_bf16_autocast_cpu_keeps_clustering_in_fp32():
-    model = DGT(arch=TINY).train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        outs = model(torch.randn(2, 3, 64, 64))
-    assert all(o.dtype == torch.bfloat16 and torch.isfinite(o.float()).all() for o in outs)
-    sum(o.float().mean() for o in outs).backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    outs = check_bf16_autocast_trains(DGT(arch=TINY))
+    assert all(o.dtype == torch.bfloat16 for o in outs)
     # the grouping of bf16 queries is the fp32 k-means of those queries
     module = DGAttention(32, 2, groups=4, topk=8)
     module.record_grouping = True
@@ -515,11 +458,7 @@ def test_bad_arguments_are_named():
 
 
 def test_bad_inputs_are_named():
-    model = DGT(arch=TINY).eval()
-    with pytest.raises(ValueError, match=r'smaller than the 32x32'):
-        model(torch.randn(1, 3, 24, 64))
-    with pytest.raises(ValueError, match=r'3-channel input but got 1 channels'):
-        model(torch.randn(1, 1, 64, 64))
+    check_bad_inputs_are_named(DGT(arch=TINY))
 
 
 class _OpLog(TorchDispatchMode):

@@ -1,6 +1,5 @@
 """GLNet backbone: variants, sizes and FLOPs, input sizes, gradients, freezing, checkpointing, autocast, the
 GLMix block's clustering, equivalence with the official architecture and the official-checkpoint converter."""
-import copy
 import importlib.util
 import os
 import sys
@@ -9,11 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mixformer_mm.converters.glnet import convert_glnet, convert_glnet_checkpoint, select_weights
 from mixformer_mm.models.backbones import GLNet
 from mixformer_mm.models.backbones.glnet import GLMixBlock, MHSABlock
+from tests.backbone_checks import (DETECTION_HW, DETECTION_SIZE, check_bad_inputs_are_named, check_frozen_stages,
+                                   check_gradients_reach_every_parameter, check_norm_eval_keeps_bn_statistics,
+                                   check_outputs, check_with_cp_matches_plain, randomise_bn_statistics, strided_hw)
+from tests.config_checks import load_script
 from tests.reference import glnet_functional as reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,14 +48,6 @@ def _official_cfg(arch: dict) -> dict:
                 slot_init='param' if arch.get('slot_init') == 'param' else 'ada_avgpool')
 
 
-def _randomise_bn_stats(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
-
-
 # --- variants, sizes and costs --------------------------------------------------------------------------------
 @pytest.mark.parametrize('arch', list(IMAGENET_PARAMS))
 def test_param_counts_equal_the_official_model(arch):
@@ -67,10 +61,7 @@ def test_param_counts_equal_the_official_model(arch):
 
 @pytest.fixture(scope='module')
 def get_flops():
-    spec = importlib.util.spec_from_file_location('get_flops', os.path.join(REPO, 'tools/analysis_tools/get_flops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/analysis_tools/get_flops.py', 'get_flops')
 
 
 @pytest.mark.parametrize('arch', ['stl', '4g', '9g', '16g'])
@@ -102,28 +93,13 @@ def test_flops_count_the_slot_attention_and_clustering_products():
 @pytest.mark.parametrize('arch', [TINY, TINY_STL], ids=['advanced', 'stl'])
 @pytest.mark.parametrize('size', [(224, 224), (223, 225), (64, 96)])
 def test_output_shapes_any_size(arch, size):
-    model = GLNet(arch=arch).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    h, w = size
-    for i, (out, channels) in enumerate(zip(outs, arch['embed_dims'])):
-        stride = 4 * 2**i
-        if arch['downsample'] == 'overlap':  # padded 3x3 stride-2 convs round up
-            expected = (h, w)
-            for _ in range(i + 2):
-                expected = (-(-expected[0] // 2), -(-expected[1] // 2))
-        else:  # official patchify convs floor (as the official model)
-            expected = (h // stride, w // stride)
-        assert out.shape == (1, channels, *expected)
-        assert torch.isfinite(out).all()
+    # padded 3x3 stride-2 convs round up; the official patchify convs (non_overlap) floor
+    expected_hw = strided_hw(size, round_up=arch['downsample'] == 'overlap')
+    check_outputs(GLNet(arch=arch), size, arch['embed_dims'], expected_hw)
 
 
 def test_detection_size_800x1333_batch1():
-    model = GLNet(arch=TINY).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 800, 1333))
-    assert [tuple(o.shape[-2:]) for o in outs] == [(200, 334), (100, 167), (50, 84), (25, 42)]
-    assert all(torch.isfinite(o).all() for o in outs)
+    check_outputs(GLNet(arch=TINY), DETECTION_SIZE, TINY['embed_dims'], DETECTION_HW)
 
 
 def test_out_indices_extra_norms_and_final_norm():
@@ -139,7 +115,7 @@ def test_out_indices_extra_norms_and_final_norm():
         expected = F.layer_norm(raw.permute(0, 2, 3, 1), raw.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
         assert torch.allclose(normed, expected, atol=1e-5)
     classifier = GLNet(arch=TINY, out_indices=-1, final_norm=True, extra_norms=False).eval()
-    _randomise_bn_stats(classifier)
+    randomise_bn_statistics(classifier)
     plain = GLNet(arch=TINY, out_indices=-1, extra_norms=False).eval()
     plain.load_state_dict(classifier.state_dict(), strict=False)
     assert torch.allclose(classifier(x)[0], classifier.final_norm(plain(x)[0]), atol=1e-6)
@@ -153,69 +129,24 @@ def test_out_indices_extra_norms_and_final_norm():
 def test_gradients_reach_every_parameter(arch):
     model = GLNet(arch=arch, drop_path_rate=0.1)
     model.init_weights()
-    model.train()
-    outs = model(torch.randn(2, 3, 64, 64))
-    sum(o.square().mean() for o in outs).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
-    assert not missing
+    check_gradients_reach_every_parameter(model)
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 2, 4])
 def test_frozen_stages_freeze_weights_and_bn_statistics(frozen_stages):
-    model = GLNet(arch=TINY, frozen_stages=frozen_stages)
-    model.init_weights()
-    model.train()
-    before = copy.deepcopy(model.state_dict())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    outs = model(torch.randn(2, 3, 64, 64))
-    if trainable:  # frozen_stages=4 freezes everything, extra norms included
-        optimizer = torch.optim.SGD(trainable, lr=0.1)
-        sum(o.mean() for o in outs).backward()
-        optimizer.step()
-    after = model.state_dict()
-    frozen_names = {'stem.'} | {f'stages.{i}.' for i in range(frozen_stages)} | {
-        f'extra_norms.{i}.' for i in range(frozen_stages)}
-    for key, value in after.items():
-        if any(key.startswith(p) for p in frozen_names):
-            assert torch.equal(value, before[key]), f'{key} changed although frozen'
-    for module in model.frozen_modules():
-        assert not module.training
-        assert all(not p.requires_grad for p in module.parameters())
-    assert all(m.training for m in list(model.stages)[frozen_stages:])
-    if frozen_stages < 4:
-        assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith(f'stages.{frozen_stages}.'))
+    # frozen_stages=4 freezes everything, extra norms included
+    check_frozen_stages(GLNet(arch=TINY, frozen_stages=frozen_stages), frozen_stages,
+                        output_norm_prefix='extra_norms.{}.')
 
 
 def test_norm_eval_keeps_bn_statistics():
-    model = GLNet(arch=TINY, norm_eval=True).train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert len(bns) == 5 and all(not m.training for m in bns)  # stem (2) and three downsampling layers
-    stats = [m.running_mean.clone() for m in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns))
-    assert all(p.requires_grad for m in bns for p in m.parameters())  # affine still trains
+    bns = check_norm_eval_keeps_bn_statistics(GLNet(arch=TINY, norm_eval=True))
+    assert len(bns) == 5  # stem (2) and three downsampling layers
 
 
 @pytest.mark.parametrize('arch', [TINY, TINY_STL], ids=['advanced', 'stl'])
 def test_with_cp_same_outputs_and_gradients(arch):
-    torch.manual_seed(0)
-    plain = GLNet(arch=arch, drop_path_rate=0.2).train()
-    checkpointed = GLNet(arch=arch, drop_path_rate=0.2, with_cp=True).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    results = []
-    for model in (plain, checkpointed):
-        torch.manual_seed(1)  # same drop-path masks
-        outs = model(x)
-        sum(o.square().mean() for o in outs).backward()
-        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()}, model.state_dict()))
-    (outs_a, grads_a, state_a), (outs_b, grads_b, state_b) = results
-    for a, b in zip(outs_a, outs_b):
-        assert torch.allclose(a, b, atol=1e-6)
-    for name in grads_a:
-        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
-    for key in state_a:
-        assert torch.allclose(state_a[key].float(), state_b[key].float(), atol=1e-7), key
+    check_with_cp_matches_plain(lambda with_cp: GLNet(arch=arch, drop_path_rate=0.2, with_cp=with_cp))
 
 
 def test_bf16_autocast_cpu():
@@ -501,20 +432,13 @@ def test_custom_arch_constraints():
 
 
 def test_bad_inputs_are_named():
-    model = GLNet(arch=TINY).eval()
-    with pytest.raises(ValueError, match=r'smaller than the 32x32'):
-        model(torch.randn(1, 3, 24, 64))
-    with pytest.raises(ValueError, match=r'3-channel input but got 1 channels'):
-        model(torch.randn(1, 1, 64, 64))
+    check_bad_inputs_are_named(GLNet(arch=TINY))
 
 
 # --- slot visualisation ------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def vis_slots():
-    spec = importlib.util.spec_from_file_location('vis_slots', os.path.join(REPO, 'tools/visualization/vis_slots.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/visualization/vis_slots.py', 'vis_slots')
 
 
 def _demo_image(path, size=(75, 101)):

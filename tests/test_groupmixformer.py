@@ -1,12 +1,13 @@
 """GroupMixFormer backbone: variants, input sizes, gradients, freezing, checkpointing, autocast, parity."""
-import copy
-
 import pytest
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mixformer_mm.converters import convert_groupmixformer
 from mixformer_mm.models.backbones import GroupMixFormer
+from tests.backbone_checks import (DETECTION_HW, DETECTION_SIZE, check_bad_inputs_are_named, check_bf16_autocast_trains,
+                                   check_frozen_stages, check_gradients_reach_every_parameter,
+                                   check_norm_eval_keeps_bn_statistics, check_outputs, check_with_cp_matches_plain,
+                                   randomise_bn_statistics, strided_hw)
 from tests.reference import groupmixformer_functional as reference
 
 TINY = dict(embed_dims=[20, 40, 40, 40], depths=[1, 2, 1, 1], mlp_ratios=[2, 2, 2, 2])
@@ -15,14 +16,6 @@ VARIANTS = ['m', 't', 's', 'b', 'l']
 # Official module's counts (spec section 4.3): backbone without norm4/head, and the full ImageNet model.
 BACKBONE_PARAMS_M = {'m': 5.572, 't': 10.708, 's': 22.100, 'b': 45.345, 'l': 71.352}
 PUBLISHED_PARAMS_M = {'m': 5.7, 't': 11.0, 's': 22.4, 'b': 45.8}
-
-
-def _randomise_bn_stats(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
 
 
 @pytest.mark.parametrize('arch', VARIANTS)
@@ -42,23 +35,11 @@ def test_imagenet_param_counts_match_published(arch):
 
 @pytest.mark.parametrize('size', [(224, 224), (223, 225), (64, 96)])
 def test_output_shapes_any_size(size):
-    model = GroupMixFormer(arch=TINY).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert len(outs) == 4
-    h, w = size
-    for i, (out, channels) in enumerate(zip(outs, TINY['embed_dims'])):
-        stride = 4 * 2**i
-        assert out.shape == (1, channels, -(-h // stride), -(-w // stride))
-        assert torch.isfinite(out).all()
+    check_outputs(GroupMixFormer(arch=TINY), size, TINY['embed_dims'], strided_hw(size))
 
 
 def test_detection_size_800x1333_batch1():
-    model = GroupMixFormer(arch='m').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 800, 1333))
-    assert [tuple(o.shape[-2:]) for o in outs] == [(200, 334), (100, 167), (50, 84), (25, 42)]
-    assert [o.shape[1] for o in outs] == [40, 80, 160, 160]
+    check_outputs(GroupMixFormer(arch='m'), DETECTION_SIZE, [40, 80, 160, 160], DETECTION_HW)
 
 
 def test_out_indices_and_final_norm():
@@ -66,7 +47,7 @@ def test_out_indices_and_final_norm():
     outs = model(torch.randn(2, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [40, 40]
     model = GroupMixFormer(arch=TINY, out_indices=-1, final_norm=True).eval()
-    _randomise_bn_stats(model)
+    randomise_bn_statistics(model)
     plain = GroupMixFormer(arch=TINY, out_indices=-1).eval()
     plain.load_state_dict(model.state_dict(), strict=False)
     x = torch.randn(2, 3, 64, 64)
@@ -77,78 +58,25 @@ def test_out_indices_and_final_norm():
 
 
 def test_gradients_reach_every_parameter():
-    model = GroupMixFormer(arch=TINY, final_norm=True, drop_path_rate=0.1).train()
-    outs = model(torch.randn(2, 3, 64, 64))
-    sum(o.square().mean() for o in outs).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
-    assert not missing
+    check_gradients_reach_every_parameter(GroupMixFormer(arch=TINY, final_norm=True, drop_path_rate=0.1))
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 2, 4])
 def test_frozen_stages_freeze_weights_and_bn_statistics(frozen_stages):
-    model = GroupMixFormer(arch=TINY, frozen_stages=frozen_stages)
-    model.init_weights()
-    model.train()
-    frozen = [model.stem] + list(model.stages)[:frozen_stages]
-    before = copy.deepcopy(model.state_dict())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    outs = model(torch.randn(2, 3, 64, 64))
-    if trainable:
-        optimizer = torch.optim.SGD(trainable, lr=0.1)
-        sum(o.mean() for o in outs).backward()
-        optimizer.step()
-    after = model.state_dict()
-    frozen_names = {'stem.'} | {f'stages.{i}.' for i in range(frozen_stages)}
-    for key, value in after.items():
-        changed = not torch.equal(value, before[key])
-        if any(key.startswith(p) for p in frozen_names):
-            assert not changed, f'{key} changed although frozen'
-    for module in frozen:
-        assert not module.training
-        assert all(not p.requires_grad for p in module.parameters())
-    assert all(m.training for m in list(model.stages)[frozen_stages:])
-    if frozen_stages < 4:
-        assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith(f'stages.{frozen_stages}.'))
+    check_frozen_stages(GroupMixFormer(arch=TINY, frozen_stages=frozen_stages), frozen_stages)
 
 
 def test_norm_eval_keeps_bn_statistics():
-    model = GroupMixFormer(arch=TINY, norm_eval=True).train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert bns and all(not m.training for m in bns)
-    stats = [m.running_mean.clone() for m in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns))
-    assert any(p.requires_grad for m in bns for p in m.parameters())  # affine still trains
+    check_norm_eval_keeps_bn_statistics(GroupMixFormer(arch=TINY, norm_eval=True))
 
 
 def test_with_cp_same_outputs_gradients_and_bn_statistics():
-    torch.manual_seed(0)
-    plain = GroupMixFormer(arch=TINY, drop_path_rate=0.2).train()
-    checkpointed = GroupMixFormer(arch=TINY, drop_path_rate=0.2, with_cp=True).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    results = []
-    for model in (plain, checkpointed):
-        torch.manual_seed(1)  # same drop-path masks
-        outs = model(x)
-        sum(o.square().mean() for o in outs).backward()
-        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()}, model.state_dict()))
-    (outs_a, grads_a, state_a), (outs_b, grads_b, state_b) = results
-    for a, b in zip(outs_a, outs_b):
-        assert torch.allclose(a, b, atol=1e-6)
-    for name in grads_a:
-        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
-    for key in state_a:  # running statistics updated once, not twice by the recomputation
-        assert torch.allclose(state_a[key].float(), state_b[key].float(), atol=1e-7), key
+    check_with_cp_matches_plain(lambda with_cp: GroupMixFormer(arch=TINY, drop_path_rate=0.2, with_cp=with_cp))
 
 
 def test_bf16_autocast_cpu():
-    model = GroupMixFormer(arch=TINY).train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        outs = model(torch.randn(2, 3, 64, 64))
-    assert all(o.dtype == torch.bfloat16 and torch.isfinite(o.float()).all() for o in outs)
-    sum(o.float().mean() for o in outs).backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    outs = check_bf16_autocast_trains(GroupMixFormer(arch=TINY))
+    assert all(o.dtype == torch.bfloat16 for o in outs)
 
 
 # --- equivalence with the official architecture ------------------------------------------------------------
@@ -236,8 +164,4 @@ def test_custom_arch_constraints():
 
 
 def test_bad_inputs_are_named():
-    model = GroupMixFormer(arch=TINY).eval()
-    with pytest.raises(ValueError, match=r'smaller than the 32x32'):
-        model(torch.randn(1, 3, 24, 64))
-    with pytest.raises(ValueError, match=r'3-channel input but got 1 channels'):
-        model(torch.randn(1, 1, 64, 64))
+    check_bad_inputs_are_named(GroupMixFormer(arch=TINY))

@@ -1,7 +1,5 @@
 """MAFormer backbone: sizes, GLD at any input size, switches, gradients, freezing, checkpointing, autocast, the
 GLD resolution converter, and equivalence with an independent functional forward written from the spec."""
-import copy
-import importlib.util
 import math
 import os
 import subprocess
@@ -15,6 +13,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mixformer_mm.models.backbones import MAFormer
 from mixformer_mm.models.backbones.maformer import (AttentionFusion, GlobalDownsampling, resize_gld_checkpoint,
                                                     resize_token_fc)
+from tests.backbone_checks import (check_bad_inputs_are_named, check_bf16_autocast_trains, check_frozen_stages,
+                                   check_outputs, check_with_cp_matches_plain, parameters_without_gradient,
+                                   square_loss)
+from tests.config_checks import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # widths 16, 32, 64, 128; GLD reference grids 16x16 and 8x8 (pretrain_img_size 64)
@@ -29,31 +31,16 @@ MEASURED = {'s': (28.205, 5.839), 'b': (46.412, 9.725), 'l': (89.723, 19.515)}
 IN1K_CONFIGS = {'s': 'maformer-s_8xb256_in1k.py', 'b': 'maformer-b_8xb256_in1k.py', 'l': 'maformer-l_8xb128_in1k.py'}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _loss(outs):
-    return sum(o.square().mean() for o in outs)
+# every test here runs with one thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # --- sizes ------------------------------------------------------------------------------------------------------
-def _get_flops():
-    spec = importlib.util.spec_from_file_location('get_flops', os.path.join(REPO, 'tools/analysis_tools/get_flops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('arch', ['s', 'b', 'l'])
 def test_params_and_flops_within_1_percent_of_spec(arch):
     from mixformer_mm.engine import load_config
     cfg = load_config(os.path.join(REPO, 'configs/maformer', IN1K_CONFIGS[arch]))
-    params, flops = _get_flops().count(cfg, (224, 224))
+    params, flops = load_script('tools/analysis_tools/get_flops.py', 'get_flops').count(cfg, (224, 224))
     params, flops = params / 1e6, flops / 1e9
     assert params == pytest.approx(SPEC_PARAMS_M[arch], rel=0.01)
     assert flops == pytest.approx(SPEC_GMACS[arch], rel=0.01)
@@ -87,12 +74,7 @@ def _expected_hw(height, width):
 
 @pytest.mark.parametrize('size', [(256, 320), (800, 1216), (511, 769), (223, 225), (64, 64)])
 def test_output_shapes_any_size(size):
-    model = MAFormer(**TINY_KW).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert [tuple(o.shape[-2:]) for o in outs] == _expected_hw(*size)
-    assert [o.shape[1] for o in outs] == [16, 32, 64, 128]
-    assert all(torch.isfinite(o).all() for o in outs)
+    outs = check_outputs(MAFormer(**TINY_KW), size, [16, 32, 64, 128], _expected_hw(*size))
     if size[0] % 32 == 0 and size[1] % 32 == 0:
         assert [tuple(o.shape[-2:]) for o in outs] == [(size[0] // s, size[1] // s) for s in (4, 8, 16, 32)]
 
@@ -228,8 +210,8 @@ def test_gradients_reach_every_parameter(switches):
     for size in ((64, 64), (72, 100)):  # reference size and a resampled, window-padded size
         outs = model(torch.randn(2, 3, *size))
         assert [tuple(o.shape[-2:]) for o in outs] == _expected_hw(*size)
-        _loss(outs).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+        square_loss(outs).backward()
+    missing = parameters_without_gradient(model)
     assert not missing
     names = {n for n, _ in model.named_parameters()}
     if switches.get('fusion_mode', 'cross_attn') == 'cross_attn':
@@ -283,27 +265,8 @@ def test_out_indices_and_their_norms():
 
 @pytest.mark.parametrize('frozen_stages', [0, 2, 4])
 def test_frozen_stages_freeze_weights(frozen_stages):
-    model = MAFormer(**TINY_KW, frozen_stages=frozen_stages)
-    model.init_weights()
-    model.train()
-    before = copy.deepcopy(model.state_dict())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    assert bool(trainable) == (frozen_stages < 4)
-    if trainable:
-        optimizer = torch.optim.SGD(trainable, lr=1.0)
-        _loss(model(torch.randn(2, 3, 64, 64))).backward()
-        optimizer.step()
-    frozen = ('stem.', ) + tuple(f'stages.{i}.' for i in range(frozen_stages)) + tuple(
-        f'out_norms.{i}.' for i in range(frozen_stages))
-    after = model.state_dict()
-    for key, value in after.items():
-        if key.startswith(frozen):
-            assert torch.equal(value, before[key]), f'{key} changed although frozen'
-    for module in [model.stem] + list(model.stages)[:frozen_stages]:
-        assert not module.training and all(not p.requires_grad for p in module.parameters())
-    assert all(m.training for m in list(model.stages)[frozen_stages:])
-    if frozen_stages < 4:
-        assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith(f'stages.{frozen_stages}.'))
+    check_frozen_stages(MAFormer(**TINY_KW, frozen_stages=frozen_stages), frozen_stages,
+                        output_norm_prefix='out_norms.{}.', lr=1.0)
 
 
 def test_norm_eval_changes_nothing_without_batchnorm():
@@ -322,29 +285,12 @@ def test_norm_eval_changes_nothing_without_batchnorm():
 
 
 def test_with_cp_same_outputs_and_gradients():
-    plain = MAFormer(**TINY_KW, drop_path_rate=0.2).train()
-    checkpointed = MAFormer(**TINY_KW, drop_path_rate=0.2, with_cp=True).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 72, 64)
-    results = []
-    for model in (plain, checkpointed):
-        torch.manual_seed(1)  # same drop-path masks
-        outs = model(x)
-        _loss(outs).backward()
-        results.append((outs, {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (outs_a, grads_a), (outs_b, grads_b) = results
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(outs_a, outs_b))
-    for name in grads_a:
-        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
+    check_with_cp_matches_plain(lambda with_cp: MAFormer(**TINY_KW, drop_path_rate=0.2, with_cp=with_cp),
+                                size=(72, 64))
 
 
 def test_bf16_autocast_cpu():
-    model = MAFormer(**TINY_KW).train()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        outs = model(torch.randn(2, 3, 72, 80))  # off the reference grid: GLD resamples under autocast too
-    assert all(torch.isfinite(o.float()).all() for o in outs)
-    _loss([o.float() for o in outs]).backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    check_bf16_autocast_trains(MAFormer(**TINY_KW), size=(72, 80))  # off the reference grid: GLD resamples too
 
 
 # --- errors that name the problem ---------------------------------------------------------------------------------
@@ -376,11 +322,7 @@ def test_bad_arguments_are_named(kwargs, error, message):
 
 
 def test_bad_inputs_are_named():
-    model = MAFormer(**TINY_KW).eval()
-    with pytest.raises(ValueError, match=r'smaller than the 32x32'):
-        model(torch.randn(1, 3, 24, 64))
-    with pytest.raises(ValueError, match=r'3-channel input but got 1 channels'):
-        model(torch.randn(1, 1, 64, 64))
+    check_bad_inputs_are_named(MAFormer(**TINY_KW))
 
 
 # --- GLD resolution converter -------------------------------------------------------------------------------------
