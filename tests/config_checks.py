@@ -76,9 +76,10 @@ def build_model(cfg: Config):
     return MODELS.build(copy.deepcopy(cfg.model)).eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=2)
 def cached_model(path: str):
-    """build_model of a config path, built once per session: for tests that only read the model."""
+    """build_model of a config path, for tests that only read the model. Only the last two are kept: holding
+    every config's model for the whole session took over 10 GB of memory."""
     return build_model(load_config(path))
 
 
