@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size, is_distributed
+from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -156,10 +156,14 @@ def _as_python_state(state):
 
 @HOOKS.register_module()
 class RandomStateHook(Hook):
-    """Save every rank's random generator states with the checkpoint; restore them on resume.
+    """Save the random generator states with the checkpoint; restore them on resume.
 
-    They are restored before the first iteration after resuming, not when the checkpoint is loaded: the resumed
-    loop first skips the batches already trained on, and data loading in the main process draws random numbers.
+    mmengine writes checkpoints from rank 0 only (``Runner.save_checkpoint`` is master-only, so no collective can
+    run here), hence rank 0's states are saved. With mmengine's default ``diff_rank_seed=False`` every rank is seeded
+    alike and draws alike, so all ranks continue from them; with ``diff_rank_seed=True`` only rank 0 does, and the
+    other ranks keep their fresh seeds (logged). The states are restored before the first iteration after resuming,
+    not when the checkpoint is loaded: the resumed loop first skips the batches already trained on, and data
+    loading in the main process draws random numbers.
     """
 
     priority = 'VERY_LOW'
@@ -168,8 +172,9 @@ class RandomStateHook(Hook):
         self._pending = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = _local_random_state()
-        checkpoint['random_states'] = all_gather_object(state) if is_distributed() else [state]
+        randomness = getattr(runner, '_randomness_cfg', None) or {}
+        checkpoint['random_states'] = dict(
+            rank0=_local_random_state(), diff_rank_seed=bool(randomness.get('diff_rank_seed', False)))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('random_states')
@@ -177,11 +182,11 @@ class RandomStateHook(Hook):
             runner.logger.warning('the checkpoint has no random generator states; random draws after resuming '
                                   'will differ from an uninterrupted run')
             return
-        rank, world_size = get_rank(), get_world_size()
-        if len(states) != world_size:
-            runner.logger.warning(f'the checkpoint holds random states of {len(states)} processes, this run has '
-                                  f'{world_size}; every rank continues from the states of rank {rank % len(states)}')
-        self._pending = states[rank % len(states)]
+        if get_rank() == 0 or not states['diff_rank_seed']:
+            self._pending = states['rank0']
+        else:
+            runner.logger.warning(f'rank {get_rank()}: diff_rank_seed=True and the checkpoint holds rank 0\'s '
+                                  f'random states only; this rank continues from a fresh seed')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._pending is not None:
