@@ -46,7 +46,7 @@ def demo_runs(request, tmp_path_factory):
     """Start tools/train.py, then tools/test.py on its checkpoint, for every selected demo at once (one shell each);
     yield task -> (process, work_dir, log file)."""
     tasks = sorted({item.callspec.params['task'] for item in request.session.items
-                    if item.fspath == request.fspath and hasattr(item, 'callspec')})
+                    if item.fspath == request.fspath and 'task' in getattr(getattr(item, 'callspec', None), 'params', {})})
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     runs = {}
     for task in tasks:
