@@ -4,8 +4,8 @@ the checkpoint through tools/test.py.
 Each demo config (configs/demo/) runs for a fraction of its schedule on the embedded demo data; the test reads the
 final validation metric from the run's JSON log (``<work_dir>/<timestamp>/vis_data/scalars.json``) and asserts that
 it is clearly above what a trivial model scores. tools/test.py then evaluates the saved checkpoint on the same split:
-it must reproduce the validation metrics and dump the predictions with ``--out``. The selected demos are started together, one thread each, which
-uses 2 CPU cores better than one two-thread run after another: about 4 minutes in all on 2 cores.
+it must reproduce the validation metrics and dump the predictions with ``--out``. The selected demos are started
+together, one thread each, which uses 2 CPU cores better than one two-thread run after another.
 """
 import glob
 import json
@@ -45,8 +45,9 @@ def _short_schedule(iters: int, warmup: int) -> list:
 def demo_runs(request, tmp_path_factory):
     """Start tools/train.py, then tools/test.py on its checkpoint, for every selected demo at once (one shell each);
     yield task -> (process, work_dir, log file)."""
-    tasks = sorted({item.callspec.params['task'] for item in request.session.items
-                    if item.fspath == request.fspath and 'task' in getattr(getattr(item, 'callspec', None), 'params', {})})
+    params_of = [getattr(getattr(item, 'callspec', None), 'params', {}) for item in request.session.items
+                 if item.fspath == request.fspath]
+    tasks = sorted({params['task'] for params in params_of if 'task' in params})
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     runs = {}
     for task in tasks:
@@ -54,7 +55,8 @@ def demo_runs(request, tmp_path_factory):
         work_dir = str(tmp_path_factory.mktemp(f'demo_{task}'))
         log = osp.join(work_dir, 'train.out')
         config = osp.join('configs', 'demo', config)
-        train = [sys.executable, TRAIN, config, '--work-dir', work_dir, '--cfg-options'] + _short_schedule(iters, warmup)
+        train = [sys.executable, TRAIN, config, '--work-dir', work_dir, '--cfg-options',
+                 *_short_schedule(iters, warmup)]
         test = [sys.executable, TEST, config, osp.join(work_dir, f'iter_{iters}.pth'),
                 '--work-dir', osp.join(work_dir, 'test'), '--out', osp.join(work_dir, 'predictions.pkl')]
         script = f'{shlex.join(train)} && {shlex.join(test)}'
