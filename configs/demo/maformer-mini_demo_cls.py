@@ -7,7 +7,7 @@
 # is exactly the paper's token FC here.
 _base_ = [
     '../_base_/datasets/demo_cls.py',
-    '../_base_/schedules/demo_cls_250it.py',
+    '../_base_/schedules/demo_cls_400it.py',
     '../_base_/mixformer_mm.py',
 ]
 
@@ -28,13 +28,6 @@ model = dict(
         topk=(1, )),
 )
 
-max_iters = 400
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=25),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=25, end=max_iters, eta_min=1e-5),
-]
-default_hooks = dict(checkpoint=dict(interval=max_iters))
 # lr 5e-4: with 1e-3 (the GroupMixFormer demos' value) this model stayed near chance (34% top-1 after 250 iterations)
 optim_wrapper = dict(
     optimizer=dict(lr=5e-4),
