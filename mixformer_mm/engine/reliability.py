@@ -100,11 +100,10 @@ def checkpoints_newest_first(work_dir: str) -> List[str]:
     if osp.isdir(work_dir):
         names = [osp.join(work_dir, n) for n in os.listdir(work_dir) if n.endswith('.pth')]
         found += sorted(names, key=_checkpoint_order, reverse=True)
-    unique = []
+    unique = {}
     for path in found:
-        if path not in unique and osp.abspath(path) not in map(osp.abspath, unique):
-            unique.append(path)
-    return unique
+        unique.setdefault(osp.abspath(path), path)  # the pointer may name a file the listing finds again
+    return list(unique.values())
 
 
 def resolve_resume(work_dir: str, requested: str, log=print) -> str:
@@ -219,7 +218,6 @@ class NonFiniteLossHook(Hook):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         optim_wrapper = runner.optim_wrapper
         parse_losses, update_params = model.parse_losses, optim_wrapper.update_params
-        hook = self
         state = dict(non_finite=None)
 
         def guarded_parse_losses(losses):
@@ -230,7 +228,7 @@ class NonFiniteLossHook(Hook):
                 bad = ['loss']
             bad = [name for name in bad if name != 'loss'] or bad  # name the term, not only the total
             state['non_finite'] = bad or None
-            if bad and hook.action == 'raise':
+            if bad and self.action == 'raise':
                 terms = ', '.join(f'{name}={float(log_vars.get(name, loss)):g}' for name in bad)
                 raise NonFiniteLossError(
                     f'non-finite loss at iteration {runner.iter + 1}: {terms}. Training stopped before this step '
@@ -244,10 +242,10 @@ class NonFiniteLossHook(Hook):
             if is_distributed():
                 all_reduce(skip, op='max')  # every rank skips together, or backward's all-reduce would hang
             if skip.item() > 0:
-                hook.skipped += 1
+                self.skipped += 1
                 runner.logger.warning(f'iteration {runner.iter + 1}: non-finite loss '
                                       f'({state["non_finite"] or "on another rank"}); optimizer step skipped '
-                                      f'({hook.skipped} so far)')
+                                      f'({self.skipped} so far)')
                 optim_wrapper.zero_grad()
                 return
             return update_params(loss, *args, **kwargs)
