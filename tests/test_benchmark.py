@@ -1,0 +1,77 @@
+"""tools/analysis_tools/benchmark.py on tiny settings: what it measures and reports, not how fast anything is."""
+import csv
+import importlib.util
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location('benchmark', os.path.join(REPO, 'tools/analysis_tools/benchmark.py'))
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+TINY = ['--shape', '32', '--warmup', '1', '--repeats', '3', '--threads', '1']
+
+
+def _table(text):
+    lines = [line for line in text.splitlines() if line.startswith('| ')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    return [dict(zip(header, (c.strip() for c in line.strip('|').split('|')))) for line in lines[1:]]
+
+
+def test_peers_are_measured_in_separate_processes_and_ratios_divide_their_img_per_s(tmp_path, capsys):
+    out = tmp_path / 'bench.csv'
+    rows = benchmark.main(['groupmixformer-m', '--peers', 'swin-t', '--mode', 'infer', *TINY, '--csv', str(out)])
+    printed = capsys.readouterr().out
+    by_target = {row.result.setting.target: row for row in rows}
+    assert set(by_target) == {'groupmixformer-m', 'swin-t'}
+    ours, peer = by_target['groupmixformer-m'], by_target['swin-t']
+    assert ours.ratios['swin-t'] == pytest.approx(ours.result.img_per_s / peer.result.img_per_s)
+    for row in rows:
+        assert len(row.result.times_s) == 3 and row.result.img_per_s > 0
+        # CPU peak memory excludes the imports and includes at least the fp32 weights.
+        assert 4 * row.params_m < row.result.peak_mem_mib * 2**20 / 1e6 < 2000
+
+    table = {r['model']: r for r in _table(printed.split('Growth')[0])}
+    assert table['groupmixformer-m']['x Swin'] == f"{ours.ratios['swin-t']:.2f} (swin-t)"
+    assert float(table['groupmixformer-m']['GFLOPs/img']) == pytest.approx(ours.gflops, abs=1e-3)
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert [r['target'] for r in written] == ['groupmixformer-m', 'swin-t']
+    assert len(written[0]['times_s'].split()) == 3
+
+
+def test_auto_peers_pick_the_swin_and_convnext_of_closest_flops():
+    flops = {'swin-t': 4.5, 'swin-s': 8.7, 'swin-b': 15.4, 'convnext-t': 4.5, 'convnext-s': 8.7,
+             'convnext-b': 15.4, 'glnet-9g': 9.6, 'dgt-t': 4.1}
+    assert benchmark.closest_peers(flops, 'glnet-9g') == ['swin-s', 'convnext-s']
+    assert benchmark.closest_peers(flops, 'dgt-t') == ['swin-t', 'convnext-t']
+
+
+def test_config_targets_train_in_bf16_channels_last_and_growth_is_reported(capsys, one_thread):
+    config = os.path.join(REPO, 'configs/demo/dgt-mini_demo_cls.py')
+    rows = benchmark.main([config, '--peers', 'none', '--mode', 'train', '--precision', 'bf16', '--channels-last',
+                           '--isolation', 'none', '--shape', '32', '64', '--warmup', '1', '--repeats', '2'])
+    assert [(r.result.setting.shape, r.result.setting.precision) for r in rows] == [([32, 32], 'bf16'),
+                                                                                  ([64, 64], 'bf16')]
+    growth = _table(capsys.readouterr().out.split('Growth with input size:')[1])
+    assert len(growth) == 1 and growth[0]['pixels x'] == '4.00'
+    assert float(growth[0]['FLOPs x']) == pytest.approx(rows[1].gflops / rows[0].gflops, abs=0.01)
+
+
+def test_bad_targets_are_named_before_anything_is_measured():
+    with pytest.raises(ValueError, match="unknown model 'swim'"):
+        benchmark.main(['swim-t'])
+    with pytest.raises(ValueError, match="unknown arch 'xl' for dgt"):
+        benchmark.main(['dgt-xl'])
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        benchmark.main(['configs/nope.py'])
+
+
+def test_mfu_uses_the_device_peak_and_three_passes_for_training():
+    assert benchmark.peak_tflops('NVIDIA H100 80GB HBM3', 'bf16', None) == 989.0
+    assert benchmark.peak_tflops('AMD EPYC', 'bf16', None) is None
+    assert benchmark.peak_tflops('AMD EPYC', 'bf16', 2.0) == 2.0
+    # 4.5 GMACs at 1000 img/s = 9 TFLOP/s forward, 27 TFLOP/s training, of a 989 TFLOP/s peak.
+    assert benchmark.mfu_pct(4.5e9, 1000, 'infer', 989.0) == pytest.approx(100 * 9 / 989)
+    assert benchmark.mfu_pct(4.5e9, 1000, 'train', 989.0) == pytest.approx(100 * 27 / 989)

@@ -1,0 +1,491 @@
+"""Speed and memory of backbones and models, with mmpretrain peers measured in the same run.
+
+    # DGT-T against the Swin and ConvNeXt of closest FLOPs, at three resolutions, inference and training
+    python tools/analysis_tools/benchmark.py dgt-t --shape 224 512 1024 --batch-size 1 --csv dgt.csv
+    # every T/S-sized backbone, bf16 on a GPU, batch 128, model FLOP utilisation included
+    python tools/analysis_tools/benchmark.py groupmixformer-t glnet-4g maformer-s dgt-t \\
+        --device cuda --precision bf16 --batch-size 128
+    # a whole config (classifier with head, or detector/segmentor up to the neck)
+    python tools/analysis_tools/benchmark.py configs/glmix/glnet-4g_16xb128_in1k.py --peers none
+
+Targets are backbone names ``<model>-<arch>`` (``groupmixformer``, ``glnet``, ``maformer``, ``dgt``, and the peers
+``swin`` and ``convnext``; ``swin-t`` is mmpretrain's ``SwinTransformer(arch='tiny')``) or config files. Backbones
+are measured alone, returning their last stage (``out_indices=(3,)``), all with ``drop_path_rate=0.1``.
+
+``--peers auto`` (default) adds, for every backbone target, the mmpretrain Swin and ConvNeXt (T/S/B) whose FLOPs at
+224x224 are closest to its own. Each ratio column divides a target's img/s by its peer's in the same setting.
+
+Measured per setting: ``infer`` is eval mode under ``no_grad``; ``train`` is forward, backward (of the mean of the
+outputs) and an AdamW step. Every measurement runs in a fresh process (``--isolation process``, the default), so
+that memory peaks and caches of one model do not leak into the next; it does ``--warmup`` untimed iterations, then
+``--repeats`` timed ones, and reports the median img/s and the spread as the interquartile range relative to the
+median. Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the process's peak resident set
+minus its resident set before the model was built (weights, optimizer state, activations and allocator caches).
+FLOPs are multiply-adds at batch 1 (``mixformer_mm.utils.flops``); MFU, on CUDA only, is
+``2 * FLOPs * img/s`` (x3 for training) over the device's dense peak (``--peak-tflops`` or a known GPU's).
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import os.path as osp
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+WORKER_MARK = '@@benchmark-result@@'
+
+# <model> -> (registered type, {arch name in <model>-<arch>: arch argument}); peers come from mmpretrain.
+BACKBONES = {
+    'groupmixformer': ('GroupMixFormer', {a: a for a in ('m', 't', 's', 'b', 'l')}),
+    'glnet': ('GLNet', {a: a for a in ('stl', 'stl_paramslot', '4g', '9g', '16g')}),
+    'maformer': ('MAFormer', {a: a for a in ('s', 'b', 'l')}),
+    'dgt': ('DGT', {a: a for a in ('t', 's', 'b')}),
+    'swin': ('mmpretrain.SwinTransformer', {'t': 'tiny', 's': 'small', 'b': 'base'}),
+    'convnext': ('mmpretrain.ConvNeXt', {'t': 'tiny', 's': 'small', 'b': 'base'}),
+}
+PEER_FAMILIES = ('swin', 'convnext')
+PEER_ARCHS = ('t', 's', 'b')
+
+# Dense (no sparsity) peak tensor throughput in TFLOP/s, from the vendors' data sheets (SXM parts).
+PEAK_TFLOPS = {
+    'H100': {'bf16': 989.0, 'fp16': 989.0, 'fp32': 67.0},
+    'H200': {'bf16': 989.0, 'fp16': 989.0, 'fp32': 67.0},
+    'A100': {'bf16': 312.0, 'fp16': 312.0, 'fp32': 19.5},
+}
+
+
+@dataclass
+class Setting:
+    target: str
+    mode: str  # 'infer' | 'train'
+    batch_size: int
+    shape: List[int]  # [H, W]
+    precision: str  # 'fp32' | 'bf16' | 'fp16'
+    device: str
+    channels_last: bool
+    compile: bool
+    warmup: int
+    repeats: int
+    threads: Optional[int]
+
+
+@dataclass
+class Result:
+    setting: Setting
+    img_per_s: float
+    spread_pct: float
+    ms_per_iter: float
+    peak_mem_mib: float
+    threads: int
+    device_name: str
+    times_s: List[float] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- building models
+def parse_target(name: str):
+    """``'dgt-t'`` -> ``('DGT', 't')``; a path ending in ``.py`` -> ``('config', path)``."""
+    if name.endswith('.py'):
+        if not osp.isfile(name):
+            raise FileNotFoundError(f'benchmark: config file {name!r} does not exist')
+        return 'config', name
+    model, _, arch = name.partition('-')
+    if model not in BACKBONES:
+        raise ValueError(f'benchmark: unknown model {model!r} in {name!r}; expected <model>-<arch> with <model> one '
+                         f'of {sorted(BACKBONES)}, or a config file')
+    type_name, archs = BACKBONES[model]
+    if arch not in archs:
+        raise ValueError(f'benchmark: unknown arch {arch!r} for {model}; expected one of {sorted(archs)}')
+    return type_name, archs[arch]
+
+
+class _ConfigModel:
+    """Wraps a config's model so that it maps an image batch to tensors, like get_flops measures it."""
+
+    @staticmethod
+    def build(path: str):
+        import torch
+        from mixformer_mm.engine import load_config
+        from mmengine.registry import MODELS, init_default_scope
+        cfg = load_config(path)
+        scope = cfg.get('default_scope', 'mmpretrain')
+        init_default_scope(scope)
+        model = MODELS.build(cfg.model)
+
+        class Measured(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, inputs):
+                if scope == 'mmpretrain':
+                    return self.model(inputs, mode='tensor')
+                return self.model.extract_feat(inputs)
+
+        return Measured()
+
+
+def build_target(name: str):
+    import mixformer_mm  # noqa: F401  (registers our backbones)
+    import mmpretrain.models  # noqa: F401
+    from mmengine.registry import MODELS
+    kind, arch = parse_target(name)
+    if kind == 'config':
+        return _ConfigModel.build(arch)
+    cfg = dict(type=kind, arch=arch, out_indices=(3, ), drop_path_rate=0.1)
+    if kind == 'mmpretrain.ConvNeXt':
+        cfg['gap_before_final_norm'] = False  # return the map, like the other backbones
+    if kind == 'mmpretrain.SwinTransformer':
+        cfg['pad_small_map'] = True  # any input size, as mmdet's and mmseg's Swin allow
+    return MODELS.build(cfg)
+
+
+def count_flops_and_params(name: str, shape) -> Dict[str, float]:
+    import torch
+    from mixformer_mm.utils.flops import count_flops, count_params
+    model = build_target(name)
+    model.eval()  # some backbones' train() returns None, so no chaining
+    flops = count_flops(model, (torch.randn(1, 3, *shape), ))
+    return dict(params=count_params(model), flops=flops)
+
+
+# ---------------------------------------------------------------------------------------------- one measurement
+def _outputs_mean(outputs):
+    import torch
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float().mean()
+    return sum(_outputs_mean(o) for o in outputs)
+
+
+def _status_mib(field_name: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field_name + ':'):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f'benchmark: no {field_name} in /proc/self/status')
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets the peak resident set (VmHWM); getrusage's ru_maxrss cannot be reset and is
+    # inherited from the parent process across exec.
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+
+
+def _cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(setting: Setting) -> Result:
+    import torch
+    if setting.threads:
+        torch.set_num_threads(setting.threads)
+    device = torch.device(setting.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('benchmark: --device cuda was asked for, but torch sees no CUDA device')
+    if setting.precision == 'fp16' and device.type == 'cpu':
+        raise ValueError('benchmark: fp16 autocast is for CUDA; use bf16 on CPU')
+    import mixformer_mm  # noqa: F401  (imported before the baseline, so that it is not counted)
+    import mmpretrain.models  # noqa: F401
+    if device.type == 'cpu':
+        _reset_peak_rss()
+        rss_before = _status_mib('VmRSS')
+    torch.manual_seed(0)
+    model = build_target(setting.target).to(device)
+    memory_format = torch.channels_last if setting.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    inputs = torch.randn(setting.batch_size, 3, *setting.shape, device=device).to(memory_format=memory_format)
+    training = setting.mode == 'train'
+    model.train(training)
+    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[setting.precision]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if training else None
+    scaler = torch.amp.GradScaler('cuda', enabled=setting.precision == 'fp16') if training else None
+    forward = torch.compile(model) if setting.compile else model
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if not training:
+                with torch.no_grad():
+                    return forward(inputs)
+            loss = _outputs_mean(forward(inputs))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    for _ in range(setting.warmup):
+        step()
+    sync()
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(setting.repeats):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        peak = _status_mib('VmHWM') - rss_before
+        device_name = _cpu_name()
+    median = statistics.median(times)
+    return Result(setting=setting,
+                  img_per_s=setting.batch_size / median,
+                  spread_pct=100 * _iqr(times) / median,
+                  ms_per_iter=1000 * median,
+                  peak_mem_mib=peak,
+                  threads=torch.get_num_threads(),
+                  device_name=device_name,
+                  times_s=times)
+
+
+def _iqr(values: List[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    quartiles = statistics.quantiles(values, n=4, method='inclusive')
+    return quartiles[2] - quartiles[0]
+
+
+def measure_in_subprocess(setting: Setting) -> Result:
+    command = [sys.executable, osp.abspath(__file__), '--worker', json.dumps(asdict(setting))]
+    done = subprocess.run(command, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith(WORKER_MARK):
+            payload = json.loads(line[len(WORKER_MARK):])
+            payload['setting'] = Setting(**payload['setting'])
+            return Result(**payload)
+    raise RuntimeError(f'benchmark: the measurement of {setting.target} ({setting.mode}, batch {setting.batch_size}, '
+                       f'{setting.shape[0]}x{setting.shape[1]}, {setting.precision}) failed with exit code '
+                       f'{done.returncode}:\n{done.stderr[-4000:]}')
+
+
+def _worker(payload: str) -> None:
+    result = measure(Setting(**json.loads(payload)))
+    print(WORKER_MARK + json.dumps(asdict(result)), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- peers and report
+def closest_peers(flops_224: Dict[str, float], target: str) -> List[str]:
+    """The Swin and the ConvNeXt whose FLOPs at 224x224 are closest to the target's (in ratio)."""
+    chosen = []
+    for family in PEER_FAMILIES:
+        candidates = [f'{family}-{a}' for a in PEER_ARCHS]
+        chosen.append(min(candidates, key=lambda p: abs(math.log(flops_224[p] / flops_224[target]))))
+    return chosen
+
+
+def peak_tflops(device_name: str, precision: str, override: Optional[float]) -> Optional[float]:
+    if override:
+        return override
+    for gpu, table in PEAK_TFLOPS.items():
+        if gpu in device_name:
+            return table[precision]
+    return None
+
+
+def mfu_pct(macs_per_img: float, img_per_s: float, mode: str, peak: float) -> float:
+    """Model FLOP utilisation: 2 FLOPs per multiply-add; training does the forward's work about three times."""
+    passes = 3 if mode == 'train' else 1
+    return 100 * 2 * macs_per_img * passes * img_per_s / (peak * 1e12)
+
+
+@dataclass
+class Row:
+    result: Result
+    params_m: float
+    gflops: float
+    peers: List[str]
+    ratios: Dict[str, float]
+    mfu_pct: Optional[float]
+
+    def cells(self) -> Dict[str, object]:
+        s = self.result.setting
+        cells = dict(target=s.target, mode=s.mode, batch=s.batch_size, input=f'{s.shape[0]}x{s.shape[1]}',
+                     precision=s.precision, channels_last=s.channels_last, compile=s.compile, device=s.device,
+                     device_name=self.result.device_name, threads=self.result.threads,
+                     params_m=round(self.params_m, 3), gflops=round(self.gflops, 3),
+                     img_per_s=round(self.result.img_per_s, 3), spread_pct=round(self.result.spread_pct, 1),
+                     ms_per_iter=round(self.result.ms_per_iter, 2), peak_mem_mib=round(self.result.peak_mem_mib, 1),
+                     mfu_pct=None if self.mfu_pct is None else round(self.mfu_pct, 1))
+        for family in PEER_FAMILIES:
+            peer = next((p for p in self.peers if p.startswith(family + '-')), None)
+            ratio = self.ratios.get(peer) if peer else None
+            cells[f'vs_{family}'] = f'{ratio:.2f} ({peer})' if ratio else ''
+        return cells
+
+
+MARKDOWN_COLUMNS = [('target', 'model'), ('mode', 'mode'), ('batch', 'batch'), ('input', 'input'),
+                    ('precision', 'precision'), ('gflops', 'GFLOPs/img'), ('img_per_s', 'img/s'),
+                    ('spread_pct', 'IQR %'), ('peak_mem_mib', 'peak MiB'), ('vs_swin', 'x Swin'),
+                    ('vs_convnext', 'x ConvNeXt'), ('mfu_pct', 'MFU %')]
+
+
+def markdown(rows: List[Row]) -> str:
+    columns = [(key, title) for key, title in MARKDOWN_COLUMNS
+               if key != 'mfu_pct' or any(r.mfu_pct is not None for r in rows)]
+    lines = ['| ' + ' | '.join(title for _, title in columns) + ' |', '|' + '---|' * len(columns)]
+    for row in rows:
+        cells = row.cells()
+        lines.append('| ' + ' | '.join('' if cells[k] is None else str(cells[k]) for k, _ in columns) + ' |')
+    return '\n'.join(lines)
+
+
+def growth(rows: List[Row]) -> str:
+    """Time per image from one resolution to the next, per model and setting, beside the growth in pixels."""
+    lines = []
+    groups: Dict[tuple, List[Row]] = {}
+    for row in rows:
+        s = row.result.setting
+        groups.setdefault((s.target, s.mode, s.batch_size, s.precision), []).append(row)
+    for (target, mode, batch, precision), members in groups.items():
+        members.sort(key=lambda r: r.result.setting.shape[0] * r.result.setting.shape[1])
+        for small, large in zip(members, members[1:]):
+            a, b = small.result.setting.shape, large.result.setting.shape
+            time_growth = small.result.img_per_s / large.result.img_per_s
+            lines.append(f'| {target} | {mode} | {batch} | {precision} | {a[0]}x{a[1]} -> {b[0]}x{b[1]} | '
+                         f'{b[0] * b[1] / (a[0] * a[1]):.2f} | {large.gflops / small.gflops:.2f} | '
+                         f'{time_growth:.2f} |')
+    if not lines:
+        return ''
+    header = ('| model | mode | batch | precision | inputs | pixels x | FLOPs x | time/img x |\n'
+              '|---|---|---|---|---|---|---|---|')
+    return header + '\n' + '\n'.join(lines)
+
+
+def run(args) -> List[Row]:
+    shapes = [[s, s] for s in args.shape] if not args.hw else [args.hw]
+    targets = list(dict.fromkeys(args.targets))
+    for target in targets:
+        parse_target(target)  # fail on a bad name before measuring anything
+
+    complexity: Dict[tuple, Dict[str, float]] = {}
+
+    def cost(target, shape):
+        key = (target, tuple(shape))
+        if key not in complexity:
+            complexity[key] = count_flops_and_params(target, shape)
+        return complexity[key]
+
+    peers_of: Dict[str, List[str]] = {t: [] for t in targets}
+    if args.peers == ['auto']:
+        flops_224 = {f'{f}-{a}': cost(f'{f}-{a}', (224, 224))['flops'] for f in PEER_FAMILIES for a in PEER_ARCHS}
+        for target in targets:
+            if not target.endswith('.py') and target.partition('-')[0] not in PEER_FAMILIES:
+                flops_224[target] = cost(target, (224, 224))['flops']
+                peers_of[target] = closest_peers(flops_224, target)
+    elif args.peers != ['none']:
+        for peer in args.peers:
+            parse_target(peer)
+        peers_of = {t: list(args.peers) for t in targets}
+    everything = targets + [p for t in targets for p in peers_of[t] if p not in targets]
+    everything = list(dict.fromkeys(everything))
+
+    results: Dict[tuple, Result] = {}
+    rows = []
+    for target in everything:
+        for mode in args.mode:
+            for batch in args.batch_size:
+                for shape in shapes:
+                    for precision in args.precision:
+                        setting = Setting(target=target, mode=mode, batch_size=batch, shape=shape,
+                                          precision=precision, device=args.device, channels_last=args.channels_last,
+                                          compile=args.compile, warmup=args.warmup, repeats=args.repeats,
+                                          threads=args.threads)
+                        print(f'measuring {target} {mode} batch {batch} {shape[0]}x{shape[1]} {precision} ...',
+                              file=sys.stderr, flush=True)
+                        result = (measure_in_subprocess(setting) if args.isolation == 'process' else
+                                  measure(setting))
+                        results[(target, mode, batch, tuple(shape), precision)] = result
+    for (target, mode, batch, shape, precision), result in results.items():
+        flops = cost(target, shape)
+        ratios = {p: result.img_per_s / results[(p, mode, batch, shape, precision)].img_per_s
+                  for p in peers_of.get(target, [])}
+        peak = peak_tflops(result.device_name, precision, args.peak_tflops) if args.device == 'cuda' else None
+        mfu = mfu_pct(flops['flops'], result.img_per_s, mode, peak) if peak else None
+        rows.append(Row(result, flops['params'] / 1e6, flops['flops'] / 1e9, peers_of.get(target, []), ratios, mfu))
+    return rows
+
+
+def write_csv(rows: List[Row], path: str) -> None:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].cells()) + ['times_s'])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row.cells(), 'times_s': ' '.join(f'{t:.6f}' for t in row.result.times_s)})
+
+
+def describe_machine(rows: List[Row]) -> str:
+    import torch
+    first = rows[0].result
+    return (f'{first.device_name}, {first.threads} threads, {os.cpu_count()} CPUs visible, torch {torch.__version__}, '
+            f'Python {platform.python_version()}')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('targets', nargs='+', help='backbones (<model>-<arch>, e.g. dgt-t) or config files')
+    parser.add_argument('--peers', nargs='+', default=['auto'],
+                        help="'auto' (closest-FLOPs Swin and ConvNeXt), 'none', or backbone names")
+    parser.add_argument('--mode', nargs='+', choices=['infer', 'train'], default=['infer', 'train'])
+    parser.add_argument('--batch-size', type=int, nargs='+', default=[1])
+    parser.add_argument('--shape', type=int, nargs='+', default=[224], help='square input sizes')
+    parser.add_argument('--hw', type=int, nargs=2, metavar=('H', 'W'), help='one non-square input (overrides --shape)')
+    parser.add_argument('--precision', nargs='+', choices=['fp32', 'bf16', 'fp16'], default=['fp32'])
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the model (compiled during warm-up)')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s choice)')
+    parser.add_argument('--isolation', choices=['process', 'none'], default='process',
+                        help='run every measurement in a fresh process (default) or in this one')
+    parser.add_argument('--peak-tflops', type=float, default=None, help='device peak for MFU, in TFLOP/s')
+    parser.add_argument('--csv', default=None, help='also write the rows to this CSV file')
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or min(args.batch_size) < 1:
+        parser.error('--repeats and --batch-size must be at least 1, --warmup at least 0')
+    return args
+
+
+def main(argv=None):
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == '--worker':
+        return _worker(sys.argv[2])
+    args = parse_args(argv)
+    rows = run(args)
+    print(f'\nMachine: {describe_machine(rows)}')
+    print(f'Command: python tools/analysis_tools/benchmark.py {" ".join(sys.argv[1:] if argv is None else argv)}\n')
+    print(markdown(rows))
+    table = growth(rows)
+    if table:
+        print('\nGrowth with input size:\n\n' + table)
+    if args.csv:
+        write_csv(rows, args.csv)
+        print(f'\nCSV written to {args.csv}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
