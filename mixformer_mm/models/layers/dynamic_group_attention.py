@@ -38,7 +38,12 @@ def grid_shape(num_groups: int, height: int, width: int) -> Tuple[int, int]:
     pairs = [(max(a, b), min(a, b)) if height > width else (min(a, b), max(a, b)) for a, b in pairs]
     fitting = [p for p in pairs if p[0] <= height and p[1] <= width]
     candidates = fitting or pairs
-    return min(candidates, key=lambda p: (abs(p[0] - p[1]), p))
+    # the most square, ties to the fewest rows; a plain loop because torch.compile cannot trace min(key=...)
+    best = candidates[0]
+    for rows, cols in candidates[1:]:
+        if (abs(rows - cols), rows, cols) < (abs(best[0] - best[1]), *best):
+            best = (rows, cols)
+    return best
 
 
 def _at_least_fp32(dtype: torch.dtype) -> torch.dtype:
