@@ -114,11 +114,18 @@ def test_equivalent_to_official_architecture_float64(arch):
 
 
 def test_equivalent_to_official_architecture_float32_tolerance():
+    # The synthetic weights give logits of magnitude ~1e3, so fp32 rounding alone moves them by ~1e-3, and our
+    # channels-last kernels round differently from the official NCHW ones. The fair check is against the float64
+    # truth: our fp32 forward must be about as accurate as the official architecture's own fp32 forward.
     official, converted, model = _converted_pair('s', dtype=torch.float32, seed=3)
+    official64, converted64, _ = _converted_pair('s', dtype=torch.float64, seed=3)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        diff = (_logits(model, converted, x) - reference.forward_logits(official, x)).abs().max()
-    assert diff <= 1e-4
+        truth = reference.forward_logits(official64, x.double())
+        ours_error = (_logits(model, converted, x).double() - truth).abs().max()
+        official_error = (reference.forward_logits(official, x).double() - truth).abs().max()
+    assert ours_error <= 2 * official_error
+    assert ours_error <= 2e-6 * truth.abs().max()
 
 
 def test_equivalent_at_detection_size_multiple_of_32():

@@ -18,7 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed
+from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.dynamic_group_attention import IMPLEMENTATIONS, DGAttention
 from mixformer_mm.registry import register_model
 
@@ -32,14 +32,6 @@ class ChannelsFirstLayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-def _map_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(2).transpose(1, 2)
-
-
-def _tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *hw)
 
 
 # --- stem ------------------------------------------------------------------------------------------------------
@@ -115,9 +107,9 @@ class DGTBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        x = x + _map_to_tokens(self.cpe(_tokens_to_map(x, hw)))
+        x = x + map_to_tokens(self.cpe(tokens_to_map(x, hw)))
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
-        return x + self.drop_path(_map_to_tokens(self.ffn(_tokens_to_map(self.norm2(x), hw))))
+        return x + self.drop_path(map_to_tokens(self.ffn(tokens_to_map(self.norm2(x), hw))))
 
 
 class DGTStage(BaseModule):
@@ -149,11 +141,11 @@ class DGTStage(BaseModule):
         if self.downsample is not None:
             x = self.downsample(x)
         hw = tuple(x.shape[-2:])
-        tokens = _map_to_tokens(x)
+        tokens = map_to_tokens(x).contiguous()
         for block in self.blocks:
             # recomputation re-runs the k-means; it is deterministic (grid initialisation, stable sort)
             tokens = checkpointed(block, tokens, hw, enabled=self.with_cp)
-        return _tokens_to_map(tokens, hw)
+        return tokens_to_map(tokens, hw)
 
 
 # --- network --------------------------------------------------------------------------------------------------
@@ -288,11 +280,12 @@ class DGT(HierarchicalBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        x = self.stem(x)
+        # Channels-last maps throughout: tokens are their memory, and the IRFFN's permutes become free views.
+        x = self.stem(to_channels_last(x))
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}')
-                outs.append(_tokens_to_map(norm(_map_to_tokens(x)), x.shape[-2:]))
+                outs.append(tokens_to_map(norm(map_to_tokens(x)), x.shape[-2:]).contiguous())
         return tuple(outs)

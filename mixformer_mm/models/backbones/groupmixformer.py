@@ -17,7 +17,7 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed
+from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -92,8 +92,8 @@ class GroupMixAttention(BaseModule):
         height, width = hw
         # Q, K and V are stacked on the batch axis so that each BatchNorm sees them as one batch, as in the
         # official code; training statistics depend on it.
-        maps = qkv.view(batch, height * width, 3, self.embed_dims).permute(2, 0, 3, 1)
-        maps = maps.reshape(3 * batch, self.embed_dims, height, width)
+        maps = qkv.view(batch, height * width, 3, self.embed_dims).permute(2, 0, 1, 3)
+        maps = tokens_to_map(maps.reshape(3 * batch, height * width, self.embed_dims), hw)
         segments = maps.split(self.seg_dims, dim=1)
 
         pre_attn = [self.token_branch(segments[0])]
@@ -102,12 +102,12 @@ class GroupMixAttention(BaseModule):
 
         non_attn = segments[4].reshape(3, batch, self.seg_dims, height, width).transpose(0, 1)
         non_attn = self.non_attn_conv(non_attn.reshape(batch, 3 * self.seg_dims, height, width))
-        non_attn = self.act(self.non_attn_norm(non_attn.flatten(2).transpose(1, 2)))
+        non_attn = self.act(self.non_attn_norm(map_to_tokens(non_attn)))
         return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
 
     def _to_heads(self, feature_map: torch.Tensor) -> torch.Tensor:
-        batch = feature_map.shape[0]
-        return feature_map.reshape(batch, NUM_HEADS, self.head_dims, -1).transpose(-1, -2)
+        tokens = map_to_tokens(feature_map)
+        return tokens.unflatten(-1, (NUM_HEADS, self.head_dims)).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         batch, num_tokens, _ = x.shape
@@ -150,9 +150,8 @@ class GroupMixBlock(BaseModule):
             add_identity=True)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        batch, _, channels = x.shape
-        feature_map = x.transpose(1, 2).reshape(batch, channels, *hw)
-        x = (feature_map + self.cpe(feature_map)).flatten(2).transpose(1, 2)
+        feature_map = tokens_to_map(x, hw)
+        x = map_to_tokens(feature_map + self.cpe(feature_map))
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return self.ffn(self.norm2(x), identity=x)
 
@@ -181,11 +180,11 @@ class GroupMixStage(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.embed(x)
-        batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
+        hw = x.shape[2:]
+        tokens = map_to_tokens(x).contiguous()
         for block in self.blocks:
-            tokens = checkpointed(block, tokens, (height, width), enabled=self.with_cp)
-        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+            tokens = checkpointed(block, tokens, hw, enabled=self.with_cp)
+        return tokens_to_map(tokens, hw)
 
 
 @register_model
@@ -277,11 +276,13 @@ class GroupMixFormer(HierarchicalBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        x = self.stem(x)
+        # Channels-last throughout: the token sequences are those maps' memory (see layers/layout.py).
+        x = self.stem(to_channels_last(x))
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
                 is_last = i == self.num_stages - 1
-                outs.append(self.final_norm(x) if is_last and self.final_norm is not None else x)
+                out = self.final_norm(x) if is_last and self.final_norm is not None else x
+                outs.append(out.contiguous())
         return tuple(outs)
