@@ -22,7 +22,7 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleDict, ModuleList
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed
+from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -34,7 +34,11 @@ SLOT_INITS = ('pool', 'param')
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an (N, C, H, W) map (timm's ``LayerNorm2d``)."""
+    """LayerNorm over the channels of an (N, C, H, W) map (timm's ``LayerNorm2d``).
+
+    On the channels-last maps the network runs on, the permuted (N, H, W, C) input is contiguous, so the norm
+    works on the map's own memory without a copy, and its output is channels-last again.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
@@ -65,7 +69,9 @@ class MultiheadSelfAttention(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, channels = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, channels // self.num_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # Unbinding the q/k/v axis in place (not after moving it to the front) makes the backward stack the three
+        # gradients straight into the projection's (B, N, 3C) layout instead of copying them there afterwards.
+        query, key, value = (t.transpose(1, 2) for t in qkv.unbind(2))
         out = F.scaled_dot_product_attention(query, key, value)
         return self.proj(out.transpose(1, 2).reshape(batch, length, channels))
 
@@ -160,7 +166,7 @@ class GLMixBlock(BaseModule):
         multiple of the grid (8) and repeat pixels when it is shorter, exactly as in the official model."""
         if self.init_slots is not None:
             return self.init_slots.expand(x.shape[0], -1, -1)
-        return F.adaptive_avg_pool2d(x, self.slot_grid).flatten(2).transpose(1, 2)
+        return map_to_tokens(F.adaptive_avg_pool2d(x, self.slot_grid))
 
     def similarity_logits(self, slots: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
         """(B, S, N) scaled cosine similarities between slot centres (B, S, C) and pixels (B, N, C)."""
@@ -171,15 +177,14 @@ class GLMixBlock(BaseModule):
         slots = self.initial_slots(x)  # from the raw input, before the CPE and norm1 (official)
         if self.cpe is not None:
             x = x + self.cpe(x)
-        batch, channels, height, width = x.shape
         normed = self.norm1(x)
-        pixels = normed.flatten(2).transpose(1, 2)  # (B, N, C), row-major over (H, W)
+        pixels = map_to_tokens(normed)  # (B, N, C), row-major over (H, W); a view of the channels-last map
 
         logits = self.similarity_logits(slots, pixels)
         clustering = self.cluster_probe(logits.softmax(dim=-1))  # each slot: weights over the pixels
         slots = self.slot_attn(clustering @ pixels)
         dispatch = self.dispatch_probe(logits.transpose(1, 2).softmax(dim=-1))  # each pixel: weights over slots
-        global_branch = (dispatch @ slots).transpose(1, 2).reshape(batch, channels, height, width)
+        global_branch = tokens_to_map(dispatch @ slots, x.shape[2:])
 
         mixed = global_branch + self.local_branch(normed)
         x = x + self.drop_path(self.ls1(mixed))
@@ -214,10 +219,10 @@ class MHSABlock(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cpe is not None:
             x = x + self.cpe(x)
-        batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
+        hw = x.shape[2:]
+        tokens = map_to_tokens(x)
         tokens = tokens + self.drop_path(self.ls1(self.attn(self.norm1(tokens))))
-        x = tokens.transpose(1, 2).reshape(batch, channels, height, width)
+        x = tokens_to_map(tokens, hw)
         return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
 
 
@@ -295,13 +300,13 @@ class GLNetStage(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        batch, channels, height, width = x.shape
+        hw = x.shape[2:]
         if self.mixing == 'mhsa_tokens':
-            x = x.flatten(2).transpose(1, 2)
+            x = map_to_tokens(x)
         for block in self.blocks:
             x = checkpointed(block, x, enabled=self.with_cp)
         if self.mixing == 'mhsa_tokens':
-            x = x.transpose(1, 2).reshape(batch, channels, height, width)
+            x = tokens_to_map(x, hw)
         return x
 
 
@@ -467,16 +472,19 @@ class GLNet(HierarchicalBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        x = self.stem(x)
+        # Channels-last throughout: convolutions (depthwise ones above all) train faster on it, and the token
+        # views of the attention parts are that memory (see layers/layout.py). Outputs are plain NCHW again.
+        x = self.stem(to_channels_last(x))
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i not in self.out_indices:
                 continue
             if self.extra_norms is not None:
-                outs.append(self.extra_norms[str(i)](x))
+                out = self.extra_norms[str(i)](x)
             elif self.final_norm is not None and i == self.num_stages - 1:
-                outs.append(self.final_norm(x))
+                out = self.final_norm(x)
             else:
-                outs.append(x)
+                out = x
+            outs.append(out.contiguous())
         return tuple(outs)

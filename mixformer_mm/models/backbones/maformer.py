@@ -29,7 +29,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed
+from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 
@@ -476,12 +476,12 @@ class GlobalAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        batch, _, channels = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         out = _merge_heads(F.scaled_dot_product_attention(*(_split_heads(t, self.num_heads) for t in (q, k, v))))
         if self.lepe is not None:
-            v_map = v.transpose(1, 2).reshape(batch, channels, *hw)
-            out = out + self.lepe(v_map).flatten(2).transpose(1, 2)
+            # V viewed as a channels-last map (strided: it is a slice of the fused projection); the conv's output
+            # is channels-last, so its tokens are contiguous
+            out = out + map_to_tokens(self.lepe(tokens_to_map(v, hw)))
         return self.proj(out)
 
 
@@ -515,7 +515,7 @@ class ConvEmbedding(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
         x = self.conv(x)
         hw = tuple(x.shape[-2:])
-        return self.norm(x.flatten(2).transpose(1, 2)), hw
+        return self.norm(map_to_tokens(x)), hw
 
 
 class MAFormerStage(BaseModule):
@@ -588,8 +588,7 @@ class MAFormerStage(BaseModule):
 
     def forward(self, x: torch.Tensor, hw: HW, previous_pos: Optional[torch.Tensor] = None):
         if self.downsample is not None:
-            batch, _, channels = x.shape
-            x, hw = self.downsample(x.transpose(1, 2).reshape(batch, channels, *hw))
+            x, hw = self.downsample(tokens_to_map(x, hw))
         shared_pos = self.shared_gld_pos(previous_pos)
         tokens_pos = None if shared_pos is None else shared_pos.flatten(2).transpose(1, 2)
         for block in self.blocks:
@@ -816,12 +815,14 @@ class MAFormer(HierarchicalBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
-        tokens, hw = self.stem(x)
+        # Channels-last input: the stem's and merges' conv outputs then flatten to tokens without a copy, and the
+        # tokens are handed to the merges as channels-last views (see layers/layout.py).
+        tokens, hw = self.stem(to_channels_last(x))
         outs, shared_pos = [], None
         for i, stage in enumerate(self.stages):
             tokens, hw, stage_pos = stage(tokens, hw, shared_pos)
             shared_pos = stage_pos if stage_pos is not None else shared_pos
             if i in self.out_indices:
                 out = self.out_norms[str(i)](tokens)
-                outs.append(out.transpose(1, 2).reshape(x.shape[0], -1, *hw))
+                outs.append(tokens_to_map(out, hw).contiguous())
         return tuple(outs)
