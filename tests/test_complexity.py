@@ -81,3 +81,16 @@ def test_modules_can_report_flops_the_tracer_cannot_see():
 
     model = nn.Sequential(nn.Linear(4, 4, bias=False), TopK())
     assert count_flops(model, (torch.randn(1, 4), )) == 16 + 100
+
+
+def test_baddbmm_is_counted_like_bmm():
+    import torch
+    from torch import nn
+    from mixformer_mm.utils.flops import count_flops
+
+    class Distances(nn.Module):
+        def forward(self, bias, a, b):
+            return torch.baddbmm(bias, a, b, alpha=-2)
+
+    bias, a, b = torch.randn(3, 1, 6), torch.randn(3, 5, 4), torch.randn(3, 4, 6)
+    assert count_flops(Distances(), (bias, a, b)) == 3 * 5 * 4 * 6

@@ -33,7 +33,13 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return batch * length * keys * (embed + value_embed)
 
 
-EXTRA_HANDLES = {'aten::scaled_dot_product_attention': sdpa_flop_jit}
+def baddbmm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """``beta * C + alpha * (A @ B)``: the multiply-adds of the batched product ``A @ B``, like ``bmm``."""
+    batch, rows, inner = _shape(inputs[1])
+    return batch * rows * inner * _shape(inputs[2])[-1]
+
+
+EXTRA_HANDLES = {'aten::scaled_dot_product_attention': sdpa_flop_jit, 'aten::baddbmm': baddbmm_flop_jit}
 
 
 def _reset_uncounted(model: nn.Module) -> None:
