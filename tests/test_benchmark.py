@@ -75,3 +75,17 @@ def test_mfu_uses_the_device_peak_and_three_passes_for_training():
     # 4.5 GMACs at 1000 img/s = 9 TFLOP/s forward, 27 TFLOP/s training, of a 989 TFLOP/s peak.
     assert benchmark.mfu_pct(4.5e9, 1000, 'infer', 989.0) == pytest.approx(100 * 9 / 989)
     assert benchmark.mfu_pct(4.5e9, 1000, 'train', 989.0) == pytest.approx(100 * 27 / 989)
+
+
+def test_profile_step_prints_the_operators_of_a_training_step(capsys, one_thread):
+    spec = importlib.util.spec_from_file_location('profile_step',
+                                                  os.path.join(REPO, 'tools/analysis_tools/profile_step.py'))
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+    total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '1', '--train',
+                               '--ops', 'aten::convolution_backward', '--group-by-shape'])
+    printed = capsys.readouterr().out
+    rows = _table(printed)
+    assert rows and all(r['operator'] == 'aten::convolution_backward' for r in rows)
+    assert sum(float(r['self CPU ms']) for r in rows) <= total
+    assert 'forward + backward, batch 1, 32x32, 1 threads' in printed

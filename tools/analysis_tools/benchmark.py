@@ -26,6 +26,7 @@ FLOPs are multiply-adds at batch 1 (``mixformer_mm.utils.flops``); MFU, on CUDA 
 """
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -403,21 +404,20 @@ def run(args) -> List[Row]:
 
     results: Dict[tuple, Result] = {}
     rows = []
-    for target in everything:
-        for mode in args.mode:
-            for batch in args.batch_size:
-                for shape in shapes:
-                    for precision in args.precision:
-                        setting = Setting(target=target, mode=mode, batch_size=batch, shape=shape,
-                                          precision=precision, device=args.device, channels_last=args.channels_last,
-                                          compile=args.compile, warmup=args.warmup, repeats=args.repeats,
-                                          threads=args.threads)
-                        print(f'measuring {target} {mode} batch {batch} {shape[0]}x{shape[1]} {precision} ...',
-                              file=sys.stderr, flush=True)
-                        result = (measure_in_subprocess(setting) if args.isolation == 'process' else
-                                  measure(setting))
-                        results[(target, mode, batch, tuple(shape), precision)] = result
-    for (target, mode, batch, shape, precision), result in results.items():
+    # Setting-major order: all models of one setting are measured back to back, so that a drift in the machine's
+    # load between settings does not bias one model's ratios.
+    for mode, batch, shape, precision, target in itertools.product(args.mode, args.batch_size, shapes,
+                                                                   args.precision, everything):
+        setting = Setting(target=target, mode=mode, batch_size=batch, shape=shape, precision=precision,
+                          device=args.device, channels_last=args.channels_last, compile=args.compile,
+                          warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+        print(f'measuring {target} {mode} batch {batch} {shape[0]}x{shape[1]} {precision} ...', file=sys.stderr,
+              flush=True)
+        result = measure_in_subprocess(setting) if args.isolation == 'process' else measure(setting)
+        results[(target, mode, batch, tuple(shape), precision)] = result
+    # reported model by model
+    order = {target: i for i, target in enumerate(everything)}
+    for (target, mode, batch, shape, precision), result in sorted(results.items(), key=lambda kv: order[kv[0][0]]):
         flops = cost(target, shape)
         ratios = {p: result.img_per_s / results[(p, mode, batch, shape, precision)].img_per_s
                   for p in peers_of.get(target, [])}
