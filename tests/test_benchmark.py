@@ -82,10 +82,10 @@ def test_profile_step_prints_the_operators_of_a_training_step(capsys, one_thread
                                                   os.path.join(REPO, 'tools/analysis_tools/profile_step.py'))
     profile_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(profile_step)
-    total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '1', '--train',
+    total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '2', '--train',
                                '--ops', 'aten::convolution_backward', '--group-by-shape'])
     printed = capsys.readouterr().out
     rows = _table(printed)
     assert rows and all(r['operator'] == 'aten::convolution_backward' for r in rows)
     assert sum(float(r['self CPU ms']) for r in rows) <= total
-    assert 'forward + backward, batch 1, 32x32, 1 threads' in printed
+    assert 'forward + backward, batch 2, 32x32, 1 threads' in printed
