@@ -41,6 +41,7 @@ from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # get_flops, beside this file
 
 WORKER_MARK = '@@benchmark-result@@'
 
@@ -108,39 +109,16 @@ def parse_target(name: str):
     return type_name, archs[arch]
 
 
-class _ConfigModel:
-    """Wraps a config's model so that it maps an image batch to tensors, like get_flops measures it."""
-
-    @staticmethod
-    def build(path: str):
-        import torch
-        from mixformer_mm.engine import load_config
-        from mmengine.registry import MODELS, init_default_scope
-        cfg = load_config(path)
-        scope = cfg.get('default_scope', 'mmpretrain')
-        init_default_scope(scope)
-        model = MODELS.build(cfg.model)
-
-        class Measured(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, inputs):
-                if scope == 'mmpretrain':
-                    return self.model(inputs, mode='tensor')
-                return self.model.extract_feat(inputs)
-
-        return Measured()
-
-
 def build_target(name: str):
     import mixformer_mm  # noqa: F401  (registers our backbones)
     import mmpretrain.models  # noqa: F401
     from mmengine.registry import MODELS
     kind, arch = parse_target(name)
     if kind == 'config':
-        return _ConfigModel.build(arch)
+        # the part get_flops counts: the classifier with its head, or a detector/segmentor up to the neck
+        from get_flops import build_model
+        from mixformer_mm.engine import load_config
+        return build_model(load_config(arch))
     cfg = dict(type=kind, arch=arch, out_indices=(3, ), drop_path_rate=0.1)
     if kind == 'mmpretrain.ConvNeXt':
         cfg['gap_before_final_norm'] = False  # return the map, like the other backbones

@@ -18,7 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.dynamic_group_attention import IMPLEMENTATIONS, DGAttention
 from mixformer_mm.registry import register_model
 
@@ -140,12 +140,8 @@ class DGTStage(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        hw = tuple(x.shape[-2:])
-        tokens = map_to_tokens(x).contiguous()
-        for block in self.blocks:
-            # recomputation re-runs the k-means; it is deterministic (grid initialisation, stable sort)
-            tokens = checkpointed(block, tokens, hw, enabled=self.with_cp)
-        return tokens_to_map(tokens, hw)
+        # with_cp recomputation re-runs the k-means; it is deterministic (grid initialisation, stable sort)
+        return run_blocks_on_tokens(self.blocks, x, self.with_cp)
 
 
 # --- network --------------------------------------------------------------------------------------------------

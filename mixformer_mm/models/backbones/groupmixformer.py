@@ -17,7 +17,7 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
-from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -179,12 +179,7 @@ class GroupMixStage(BaseModule):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.embed(x)
-        hw = x.shape[2:]
-        tokens = map_to_tokens(x).contiguous()
-        for block in self.blocks:
-            tokens = checkpointed(block, tokens, hw, enabled=self.with_cp)
-        return tokens_to_map(tokens, hw)
+        return run_blocks_on_tokens(self.blocks, self.embed(x), self.with_cp)
 
 
 @register_model

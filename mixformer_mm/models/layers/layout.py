@@ -6,9 +6,12 @@ contiguous tokens. Moving between the two layouts with ``transpose(...).reshape(
 tensor each way, and hands NCHW tensors to depthwise convolutions, whose backward on CPU is several times slower
 than in channels-last (the README's "Speed and memory" section has the measured effect).
 """
-from typing import Tuple
+from typing import Iterable, Tuple
 
 import torch
+from torch import nn
+
+from .checkpoint import checkpointed
 
 
 def tokens_to_map(tokens: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
@@ -27,3 +30,12 @@ def map_to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
 
 def to_channels_last(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.contiguous(memory_format=torch.channels_last)
+
+
+def run_blocks_on_tokens(blocks: Iterable[nn.Module], feature_map: torch.Tensor, with_cp: bool = False) -> torch.Tensor:
+    """Apply token blocks ``block(tokens, hw)`` to a map: one flatten in, one channels-last view out."""
+    hw = tuple(feature_map.shape[2:])
+    tokens = map_to_tokens(feature_map).contiguous()
+    for block in blocks:
+        tokens = checkpointed(block, tokens, hw, enabled=with_cp)
+    return tokens_to_map(tokens, hw)
