@@ -88,4 +88,16 @@ def test_profile_step_prints_the_operators_of_a_training_step(capsys, one_thread
     rows = _table(printed)
     assert rows and all(r['operator'] == 'aten::convolution_backward' for r in rows)
     assert sum(float(r['self CPU ms']) for r in rows) <= total
-    assert 'forward + backward, batch 2, 32x32, 1 threads' in printed
+    assert 'forward + backward, batch 2, 32x32, fp32, 1 threads' in printed
+
+
+def test_profile_step_under_bf16_autocast_names_the_precision(capsys, one_thread):
+    spec = importlib.util.spec_from_file_location('profile_step',
+                                                  os.path.join(REPO, 'tools/analysis_tools/profile_step.py'))
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+    total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '1', '--precision', 'bf16',
+                               '--rows', '3'])
+    printed = capsys.readouterr().out
+    assert total > 0 and len(_table(printed)) == 3
+    assert 'forward (no grad), batch 1, 32x32, bf16, 1 threads' in printed

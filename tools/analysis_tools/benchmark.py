@@ -393,6 +393,9 @@ def run(args) -> List[Row]:
               flush=True)
         result = measure_in_subprocess(setting) if args.isolation == 'process' else measure(setting)
         results[(target, mode, batch, tuple(shape), precision)] = result
+        # printed at once, so that a run cut short still leaves what it measured
+        print(f'  {result.img_per_s:.2f} img/s (IQR {result.spread_pct:.1f}%), peak {result.peak_mem_mib:.0f} MiB',
+              file=sys.stderr, flush=True)
     # reported model by model
     order = {target: i for i, target in enumerate(everything)}
     for (target, mode, batch, shape, precision), result in sorted(results.items(), key=lambda kv: order[kv[0][0]]):
