@@ -186,12 +186,15 @@ def bucketed_group_attention(q: torch.Tensor,
     k_buckets = k_buckets.view(num_rows, max_buckets, topk, dims)
     v_buckets = v_buckets.view(num_rows, max_buckets, topk, dims)
 
-    slot_index = slot.unsqueeze(-1).expand(num_rows, num_tokens, dims)
-    q_buckets = q.new_zeros(num_rows, max_buckets * bucket_size, dims).scatter(1, slot_index, q)
+    # Queries move as whole rows of d channels, by one index per row: a gather/scatter along dim 1 with the slots
+    # expanded over the channels reads an int64 index per element, and cost DGT-T's forward 30% of its GPU time.
+    num_slots = max_buckets * bucket_size
+    flat_slot = (slot + torch.arange(num_rows, device=q.device).view(num_rows, 1) * num_slots).flatten()
+    q_buckets = q.new_zeros(num_rows * num_slots, dims).index_copy(0, flat_slot, q.reshape(num_rows * num_tokens, dims))
     q_buckets = q_buckets.view(num_rows, max_buckets, bucket_size, dims)
 
     out = F.scaled_dot_product_attention(q_buckets, k_buckets, v_buckets)
-    return out.reshape(num_rows, max_buckets * bucket_size, dims).gather(1, slot_index)
+    return out.reshape(num_rows * num_slots, dims).index_select(0, flat_slot).view(num_rows, num_tokens, dims)
 
 
 def masked_dense_group_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, assignment: torch.Tensor,
