@@ -65,6 +65,15 @@ PEAK_TFLOPS = {
 }
 
 
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+
+
+def autocast_dtype(precision: str):
+    """The autocast dtype of a ``--precision`` (``None``: fp32, autocast off)."""
+    import torch
+    return dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[precision]
+
+
 @dataclass
 class Setting:
     target: str
@@ -191,7 +200,7 @@ def measure(setting: Setting) -> Result:
     inputs = torch.randn(setting.batch_size, 3, *setting.shape, device=device).to(memory_format=memory_format)
     training = setting.mode == 'train'
     model.train(training)
-    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[setting.precision]
+    dtype = autocast_dtype(setting.precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if training else None
     scaler = torch.amp.GradScaler('cuda', enabled=setting.precision == 'fp16') if training else None
     forward = torch.compile(model) if setting.compile else model
@@ -433,7 +442,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, nargs='+', default=[1])
     parser.add_argument('--shape', type=int, nargs='+', default=[224], help='square input sizes')
     parser.add_argument('--hw', type=int, nargs=2, metavar=('H', 'W'), help='one non-square input (overrides --shape)')
-    parser.add_argument('--precision', nargs='+', choices=['fp32', 'bf16', 'fp16'], default=['fp32'])
+    parser.add_argument('--precision', nargs='+', choices=PRECISIONS, default=['fp32'])
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model (compiled during warm-up)')

@@ -18,7 +18,7 @@ from torch.autograd import DeviceType
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from benchmark import _outputs_mean, build_target  # noqa: E402
+from benchmark import PRECISIONS, _outputs_mean, autocast_dtype, build_target  # noqa: E402
 
 
 def profile_step(target: str, shape, batch_size: int = 2, train: bool = False, device: str = 'cpu',
@@ -28,7 +28,7 @@ def profile_step(target: str, shape, batch_size: int = 2, train: bool = False, d
     model = build_target(target).to(device)
     model.train(train)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
-    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[precision]
+    dtype = autocast_dtype(precision)
 
     def step():
         with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
@@ -58,7 +58,7 @@ def main(argv=None):
     parser.add_argument('--group-by-shape', action='store_true', help='one row per operator and input shapes')
     parser.add_argument('--ops', nargs='+', default=None, help='only these operators, e.g. aten::copy_')
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    parser.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -156,6 +156,12 @@ def bucket_layout(assignment: torch.Tensor, num_groups: int, bucket_size: int, c
     return slot, bucket_group, max_buckets
 
 
+def _flat_rows(index: torch.Tensor, row_length: int) -> torch.Tensor:
+    """Indices (R, ...) into each row of an (R, L, d) tensor -> one flat index into its (R * L, d) rows."""
+    offset = torch.arange(index.shape[0], device=index.device) * row_length
+    return (index + offset.view(-1, *[1] * (index.dim() - 1))).flatten()
+
+
 def bucketed_group_attention(q: torch.Tensor,
                              k: torch.Tensor,
                              v: torch.Tensor,
@@ -179,8 +185,7 @@ def bucketed_group_attention(q: torch.Tensor,
 
     # one gather of K and V per bucket (never per query): (R, M, topk, d)
     bucket_keys = key_index.gather(1, bucket_group.unsqueeze(-1).expand(num_rows, max_buckets, topk))
-    row_offset = torch.arange(num_rows, device=q.device).view(num_rows, 1, 1) * num_tokens
-    flat_index = (bucket_keys + row_offset).flatten()
+    flat_index = _flat_rows(bucket_keys, num_tokens)
     k_buckets = k.reshape(num_rows * num_tokens, dims).index_select(0, flat_index)
     v_buckets = v.reshape(num_rows * num_tokens, dims).index_select(0, flat_index)
     k_buckets = k_buckets.view(num_rows, max_buckets, topk, dims)
@@ -189,8 +194,8 @@ def bucketed_group_attention(q: torch.Tensor,
     # Queries move as whole rows of d channels, by one index per row: a gather/scatter along dim 1 with the slots
     # expanded over the channels reads an int64 index per element, and cost DGT-T's forward 30% of its GPU time.
     num_slots = max_buckets * bucket_size
-    flat_slot = (slot + torch.arange(num_rows, device=q.device).view(num_rows, 1) * num_slots).flatten()
-    q_buckets = q.new_zeros(num_rows * num_slots, dims).index_copy(0, flat_slot, q.reshape(num_rows * num_tokens, dims))
+    flat_slot = _flat_rows(slot, num_slots)
+    q_buckets = q.new_zeros(num_rows * num_slots, dims).index_copy(0, flat_slot, q.reshape(-1, dims))
     q_buckets = q_buckets.view(num_rows, max_buckets, bucket_size, dims)
 
     out = F.scaled_dot_product_attention(q_buckets, k_buckets, v_buckets)
