@@ -66,6 +66,9 @@ def test_amp_training_step_at_detection_size(name, dtype):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler('cuda', enabled=dtype == torch.float16)
     x = torch.randn(2, 3, 800, 1333, device='cuda')
+    # An output LayerNorm runs in fp32 under autocast (GLNet, MAFormer, DGT); GroupMixFormer's outputs have none
+    # and stay in the autocast dtype.
+    output_dtypes = (dtype, ) if name.startswith('groupmixformer') else (dtype, torch.float32)
     # fp16: GradScaler starts at scale 65536 and skips the steps whose scaled gradients overflow, lowering the
     # scale; it must settle within a few steps and then take a step with finite gradients.
     for _ in range(8):
@@ -73,8 +76,7 @@ def test_amp_training_step_at_detection_size(name, dtype):
         with torch.autocast('cuda', dtype=dtype):
             outs = model(x)
             loss = sum(o.float().square().mean() for o in outs)
-        # an output LayerNorm runs in fp32 under autocast; everything else stays in the autocast dtype
-        assert all(o.dtype in (dtype, torch.float32) and torch.isfinite(o).all() for o in outs)
+        assert all(o.dtype in output_dtypes and torch.isfinite(o).all() for o in outs)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
