@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixformer_mm.models.backbones import DGT
+from mixformer_mm.models.layers import dynamic_group_attention as dga
 from mixformer_mm.models.layers.dynamic_group_attention import (DGAttention, bucket_layout,
                                                                bucketed_group_attention, grid_shape,
                                                                kmeans_group_queries, masked_dense_group_attention,
@@ -187,7 +188,10 @@ def test_empty_group_keeps_its_centroid_and_gets_no_bucket():
                           masked_dense_group_attention(q, k, v, assignment, keys), atol=1e-13)
 
 
-def test_kmeans_matches_the_reference_and_centroids_are_member_means():
+@pytest.mark.parametrize('index_add', [True, False], ids=['index_add', 'one_hot_gemm'])
+def test_kmeans_matches_the_reference_and_centroids_are_member_means(index_add, monkeypatch):
+    # the CPU sums members by index_add_, other devices by a one-hot GEMM: both are checked here, on the CPU
+    monkeypatch.setattr(dga, '_updates_by_index_add', lambda device: index_add)
     points = torch.randn(3, 63, 6, dtype=F64)
     for iters in (0, 1, 3):
         assignment, centroids, counts = kmeans_group_queries(points, (7, 9), 8, iters=iters)
@@ -300,7 +304,12 @@ def test_flop_hook_returns_the_analytic_formula():
     n = hw[0] * hw[1]
     core = (2 * iters + 3) * n * groups * channels + n * channels + 2 * n * topk * channels
     assert count_flops(module, (torch.randn(2, n, channels), hw)) == 2 * (4 * n * channels**2 + core)
-    assert module.uncounted_flops() < 0  # the padded bucket slots the tracer priced are taken off
+    # the padded bucket slots the tracer priced are taken off; the centroid updates, an index_add_ on the CPU
+    # that the tracer does not see, are added
+    size = module.effective_bucket_size(n)
+    padding = (num_buckets_bound(n, groups, size) * size - n) * 2 * topk * channels
+    updates = (iters + 1) * n * groups * channels
+    assert module.uncounted_flops() == 2 * (updates - padding)
     dense = copy.deepcopy(module)
     dense.impl = 'masked_dense'
     assert count_flops(dense, (torch.randn(2, n, channels), hw)) == 2 * (4 * n * channels**2 + core)

@@ -52,6 +52,12 @@ def _at_least_fp32(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _flat_rows(index: torch.Tensor, row_length: int) -> torch.Tensor:
+    """Indices (R, ...) into each row of an (R, L, d) tensor -> one flat index into its (R * L, d) rows."""
+    offset = torch.arange(index.shape[0], device=index.device) * row_length
+    return (index + offset.view(-1, *[1] * (index.dim() - 1))).flatten()
+
+
 def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     # argmin_g |q - c_g|^2 = argmin_g (|c_g|^2 - 2 q.c_g); |q|^2 is the same for every g. One baddbmm writes the
     # (R, N, G) distances once: at high resolution they outgrow the caches, and separate matmul, scale and
@@ -61,13 +67,31 @@ def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor) -> torch.Te
     return distance.argmin(dim=-1)
 
 
+def _updates_by_index_add(device: torch.device) -> bool:
+    # index_add_ is deterministic on the CPU only (CUDA's adds are atomic, in no fixed order)
+    return device.type == 'cpu'
+
+
 def _centroid_update(points: torch.Tensor, assignment: torch.Tensor, previous: torch.Tensor):
-    """Mean of each group's members, as a one-hot GEMM (deterministic on every device, unlike scatter-add)."""
-    num_rows, num_points, _ = points.shape
-    one_hot = points.new_zeros(num_rows, previous.shape[1], num_points)
-    one_hot.scatter_(1, assignment.unsqueeze(1), 1.)
-    counts = one_hot.sum(-1)
-    sums = one_hot @ points
+    """Mean of each group's members.
+
+    The sums are an ``index_add_`` on the CPU and a one-hot GEMM elsewhere: both are deterministic there, which a
+    ``with_cp`` recomputation and DDP ranks rely on. On the CPU the GEMM, which writes and reads an (R, G, N)
+    one-hot, was 5-7x slower than the ``index_add_`` at DGT's stage-1 sizes.
+    """
+    num_rows, num_points, dims = points.shape
+    num_groups = previous.shape[1]
+    if _updates_by_index_add(points.device):
+        flat_group = _flat_rows(assignment, num_groups)
+        sums = points.new_zeros(num_rows * num_groups, dims).index_add_(0, flat_group, points.reshape(-1, dims))
+        counts = points.new_zeros(num_rows * num_groups).index_add_(0, flat_group,
+                                                                    points.new_ones(num_rows * num_points))
+        sums, counts = sums.view(num_rows, num_groups, dims), counts.view(num_rows, num_groups)
+    else:
+        one_hot = points.new_zeros(num_rows, num_groups, num_points)
+        one_hot.scatter_(1, assignment.unsqueeze(1), 1.)
+        counts = one_hot.sum(-1)
+        sums = one_hot @ points
     means = sums / counts.clamp(min=1).unsqueeze(-1)
     # an empty group keeps its previous centroid
     return torch.where(counts.unsqueeze(-1) > 0, means, previous), counts
@@ -154,12 +178,6 @@ def bucket_layout(assignment: torch.Tensor, num_groups: int, bucket_size: int, c
     bucket_ids = torch.arange(max_buckets, device=assignment.device).expand(num_rows, max_buckets).contiguous()
     bucket_group = torch.searchsorted(bucket_end, bucket_ids, right=True).clamp_(max=num_groups - 1)
     return slot, bucket_group, max_buckets
-
-
-def _flat_rows(index: torch.Tensor, row_length: int) -> torch.Tensor:
-    """Indices (R, ...) into each row of an (R, L, d) tensor -> one flat index into its (R * L, d) rows."""
-    offset = torch.arange(index.shape[0], device=index.device) * row_length
-    return (index + offset.view(-1, *[1] * (index.dim() - 1))).flatten()
 
 
 def bucketed_group_attention(q: torch.Tensor,
@@ -307,7 +325,9 @@ class DGAttention(BaseModule):
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             rows = batch * heads
-            q, k, v = (t.reshape(rows, num_tokens, dims) for t in (q, k, v))
+            # contiguous rows: for a single image the reshape is a strided view, which the clustering, the key
+            # scoring and the bucket gathers would each copy again
+            q, k, v = (t.reshape(rows, num_tokens, dims).contiguous() for t in (q, k, v))
             assignment, key_index = self.group_and_select(q, k, hw)
             if self.impl == 'bucketed':
                 out = bucketed_group_attention(q, k, v, assignment, key_index,
@@ -315,7 +335,7 @@ class DGAttention(BaseModule):
             else:
                 out = masked_dense_group_attention(q, k, v, assignment, key_index)
             out = out.view(batch, heads, num_tokens, dims)
-        self._count_uncounted(batch, num_tokens)
+        self._count_uncounted(batch, num_tokens, x.device)
         return self.proj(out.transpose(1, 2).reshape(batch, num_tokens, channels))
 
     def group_and_select(self, q: torch.Tensor, k: torch.Tensor, hw: Tuple[int, int]):
@@ -345,26 +365,34 @@ class DGAttention(BaseModule):
         (T + 1) assignments and (T + 1) one-hot-GEMM centroid updates at N G C each, plus the centroid-key scores
         at N G C, plus N C for the grid-pooled initial centroids (C over all heads; C-dim clustering when
         groups are shared: the same cost for assignments and updates, and scoring stays per head). Top-k, sort,
-        gather and scatter do no multiply-adds and count 0.
+        gather and scatter do no multiply-adds and count 0. The updates count as one-hot GEMMs on every device,
+        also on the CPU, where they run as an ``index_add_`` of N C adds, so that the figure is the model's.
         """
         channels = self.embed_dims
         if self.is_global(num_tokens):
             return batch * 2 * num_tokens * num_tokens * channels
         groups, topk = self.effective_groups(num_tokens), self.effective_topk(num_tokens)
-        clustering = (2 * self.kmeans_iters + 2) * num_tokens * groups * channels + num_tokens * channels
-        if self.cosine:  # the extra update that turns normalised-query clusters into raw-query means
-            clustering += num_tokens * groups * channels
+        clustering = ((self.kmeans_iters + 1) * num_tokens * groups * channels + num_tokens * channels
+                      + self._centroid_update_macs(num_tokens))
         scoring = num_tokens * groups * channels
         return batch * (clustering + scoring + 2 * num_tokens * topk * channels)
 
-    def traced_flops(self, batch: int, num_tokens: int) -> int:
+    def _centroid_update_macs(self, num_tokens: int) -> int:
+        # T + 1 updates, and with `cosine` the extra one that turns normalised-query clusters into raw-query means
+        updates = self.kmeans_iters + 1 + int(self.cosine)
+        return updates * num_tokens * self.effective_groups(num_tokens) * self.embed_dims
+
+    def traced_flops(self, batch: int, num_tokens: int, device: torch.device = torch.device('cpu')) -> int:
         """What mmengine's FlopAnalyzer (with the SDPA handle of ``mixformer_mm.utils.flops``) prices in the
-        attention core: the matrix products and the pooling, and the bucketed SDPA including its padded slots."""
+        attention core on ``device``: the matrix products and the pooling (not the centroid updates where they are
+        an ``index_add_``), and the bucketed SDPA including its padded slots."""
         if self.is_global(num_tokens):
             return self.analytic_flops(batch, num_tokens)
         channels = self.embed_dims
         groups, topk = self.effective_groups(num_tokens), self.effective_topk(num_tokens)
         traced = self.analytic_flops(batch, num_tokens) - batch * 2 * num_tokens * topk * channels
+        if _updates_by_index_add(device):
+            traced -= batch * self._centroid_update_macs(num_tokens)
         if self.impl == 'bucketed':
             size = self.effective_bucket_size(num_tokens)
             query_slots = num_buckets_bound(num_tokens, groups, size) * size
@@ -374,16 +402,17 @@ class DGAttention(BaseModule):
     def reset_uncounted_flops(self) -> None:
         self._uncounted = 0
 
-    def _count_uncounted(self, batch: int, num_tokens: int) -> None:
-        self._uncounted += self.analytic_flops(batch, num_tokens) - self.traced_flops(batch, num_tokens)
+    def _count_uncounted(self, batch: int, num_tokens: int, device: torch.device) -> None:
+        self._uncounted += self.analytic_flops(batch, num_tokens) - self.traced_flops(batch, num_tokens, device)
 
     def uncounted_flops(self) -> int:
         """Analytic minus traced cost of the forwards since the last reset (see ``mixformer_mm.utils.flops``).
 
-        The tracer sees every multiply-add of the clustering and scoring (they are GEMMs) and nothing of top-k,
-        sort, gather and scatter, which do none. It prices the bucketed SDPA at its static padded size
-        (ceil(N/S) + G buckets of S query slots), whereas the model's cost is that of the N real queries; the
-        difference, which is negative, is reported here so that the total is the analytic cost.
+        The tracer sees the multiply-adds of the assignments and the scoring (they are GEMMs), those of the
+        centroid updates only where they are one-hot GEMMs (not on the CPU), and nothing of top-k, sort, gather
+        and scatter, which do none. It prices the bucketed SDPA at its static padded size (ceil(N/S) + G buckets of
+        S query slots), whereas the model's cost is that of the N real queries. The difference is reported here
+        so that the total is the analytic cost.
         """
         return self._uncounted
 
