@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import os
+import statistics
 
 import pytest
 
@@ -57,6 +58,25 @@ def test_config_targets_train_in_bf16_channels_last_and_growth_is_reported(capsy
     growth = _table(capsys.readouterr().out.split('Growth with input size:')[1])
     assert len(growth) == 1 and growth[0]['pixels x'] == '4.00'
     assert float(growth[0]['FLOPs x']) == pytest.approx(rows[1].gflops / rows[0].gflops, abs=0.01)
+
+
+def test_rounds_take_turns_and_pool_their_timed_steps(capsys, one_thread):
+    rows = benchmark.main(['groupmixformer-m', '--peers', 'swin-t', '--mode', 'infer', '--isolation', 'none',
+                           '--rounds', '2', *TINY])
+    order = [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith('measuring')]
+    assert order == ['groupmixformer-m', 'swin-t', 'groupmixformer-m', 'swin-t']
+    for row in rows:
+        assert len(row.result.times_s) == 2 * 3
+        assert row.result.img_per_s == pytest.approx(1 / statistics.median(row.result.times_s))
+    ours, peer = rows
+    assert ours.ratios['swin-t'] == pytest.approx(ours.result.img_per_s / peer.result.img_per_s)
+
+    setting = rows[0].result.setting
+    pooled = benchmark.pool_rounds([
+        benchmark.Result(setting, 0, 0, 0, 100.0, 1, 'cpu', [0.1, 0.2, 0.4]),
+        benchmark.Result(setting, 0, 0, 0, 300.0, 1, 'cpu', [0.3, 0.5, 0.6])])
+    assert pooled.ms_per_iter == pytest.approx(350) and pooled.img_per_s == pytest.approx(1 / 0.35)
+    assert pooled.peak_mem_mib == 300.0 and pooled.times_s == [0.1, 0.2, 0.4, 0.3, 0.5, 0.6]
 
 
 def test_bad_targets_are_named_before_anything_is_measured():

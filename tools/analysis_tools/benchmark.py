@@ -19,8 +19,10 @@ Measured per setting: ``infer`` is eval mode under ``no_grad``; ``train`` is for
 outputs) and an AdamW step. Every measurement runs in a fresh process (``--isolation process``, the default), so
 that memory peaks and caches of one model do not leak into the next; it does ``--warmup`` untimed iterations, then
 ``--repeats`` timed ones, and reports the median img/s and the spread as the interquartile range relative to the
-median. Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the process's peak resident set
-minus its resident set before the model was built (weights, optimizer state, activations and allocator caches).
+median. ``--rounds R`` measures the models of a setting R times in turn and pools the timed steps of all rounds,
+so that a drift in a shared machine's load is spread over all of them. Peak memory is
+``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the process's peak resident set minus its resident set
+before the model was built (weights, optimizer state, activations and allocator caches); the highest of the rounds.
 FLOPs are multiply-adds at batch 1 (``mixformer_mm.utils.flops``); MFU, on CUDA only, is
 ``2 * FLOPs * img/s`` (x3 for training) over the device's dense peak (``--peak-tflops`` or a known GPU's).
 """
@@ -255,6 +257,22 @@ def _iqr(values: List[float]) -> float:
     return quartiles[2] - quartiles[0]
 
 
+def pool_rounds(rounds: List[Result]) -> Result:
+    """One result from several rounds of the same setting: the timed steps of all rounds pooled (median and IQR
+    over them), and the highest peak memory."""
+    first = rounds[0]
+    times = [t for r in rounds for t in r.times_s]
+    median = statistics.median(times)
+    return Result(setting=first.setting,
+                  img_per_s=first.setting.batch_size / median,
+                  spread_pct=100 * _iqr(times) / median,
+                  ms_per_iter=1000 * median,
+                  peak_mem_mib=max(r.peak_mem_mib for r in rounds),
+                  threads=first.threads,
+                  device_name=first.device_name,
+                  times_s=times)
+
+
 def measure_in_subprocess(setting: Setting) -> Result:
     command = [sys.executable, osp.abspath(__file__), '--worker', json.dumps(asdict(setting))]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -392,19 +410,24 @@ def run(args) -> List[Row]:
     results: Dict[tuple, Result] = {}
     rows = []
     # Setting-major order: all models of one setting are measured back to back, so that a drift in the machine's
-    # load between settings does not bias one model's ratios.
-    for mode, batch, shape, precision, target in itertools.product(args.mode, args.batch_size, shapes,
-                                                                   args.precision, everything):
-        setting = Setting(target=target, mode=mode, batch_size=batch, shape=shape, precision=precision,
-                          device=args.device, channels_last=args.channels_last, compile=args.compile,
-                          warmup=args.warmup, repeats=args.repeats, threads=args.threads)
-        print(f'measuring {target} {mode} batch {batch} {shape[0]}x{shape[1]} {precision} ...', file=sys.stderr,
-              flush=True)
-        result = measure_in_subprocess(setting) if args.isolation == 'process' else measure(setting)
-        results[(target, mode, batch, tuple(shape), precision)] = result
-        # printed at once, so that a run cut short still leaves what it measured
-        print(f'  {result.img_per_s:.2f} img/s (IQR {result.spread_pct:.1f}%), peak {result.peak_mem_mib:.0f} MiB',
-              file=sys.stderr, flush=True)
+    # load between settings does not bias one model's ratios. With --rounds, the models of a setting take turns
+    # that many times, so that a drift within the setting is shared by all of them too.
+    for mode, batch, shape, precision in itertools.product(args.mode, args.batch_size, shapes, args.precision):
+        measured: Dict[str, List[Result]] = {target: [] for target in everything}
+        for round_index, target in itertools.product(range(args.rounds), everything):
+            setting = Setting(target=target, mode=mode, batch_size=batch, shape=shape, precision=precision,
+                              device=args.device, channels_last=args.channels_last, compile=args.compile,
+                              warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+            turn = f' (round {round_index + 1} of {args.rounds})' if args.rounds > 1 else ''
+            print(f'measuring {target} {mode} batch {batch} {shape[0]}x{shape[1]} {precision}{turn} ...',
+                  file=sys.stderr, flush=True)
+            result = measure_in_subprocess(setting) if args.isolation == 'process' else measure(setting)
+            measured[target].append(result)
+            # printed at once, so that a run cut short still leaves what it measured
+            print(f'  {result.img_per_s:.2f} img/s (IQR {result.spread_pct:.1f}%), peak {result.peak_mem_mib:.0f} '
+                  'MiB', file=sys.stderr, flush=True)
+        for target, rounds in measured.items():
+            results[(target, mode, batch, tuple(shape), precision)] = pool_rounds(rounds)
     # reported model by model
     order = {target: i for i, target in enumerate(everything)}
     for (target, mode, batch, shape, precision), result in sorted(results.items(), key=lambda kv: order[kv[0][0]]):
@@ -448,6 +471,9 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true', help='torch.compile the model (compiled during warm-up)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='measure the models of each setting this many times in turn, pooling their timed steps '
+                             '(spreads a drift in a shared machine\'s load over all of them)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s choice)')
     parser.add_argument('--isolation', choices=['process', 'none'], default='process',
                         help='run every measurement in a fresh process (default) or in this one')
@@ -455,8 +481,8 @@ def parse_args(argv=None):
     parser.add_argument('--csv', default=None, help='also write the rows to this CSV file')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or min(args.batch_size) < 1:
-        parser.error('--repeats and --batch-size must be at least 1, --warmup at least 0')
+    if args.repeats < 1 or args.rounds < 1 or args.warmup < 0 or min(args.batch_size) < 1:
+        parser.error('--repeats, --rounds and --batch-size must be at least 1, --warmup at least 0')
     return args
 
 
