@@ -76,8 +76,8 @@ def _centroid_update(points: torch.Tensor, assignment: torch.Tensor, previous: t
     """Mean of each group's members.
 
     The sums are an ``index_add_`` on the CPU and a one-hot GEMM elsewhere: both are deterministic there, which a
-    ``with_cp`` recomputation and DDP ranks rely on. On the CPU the GEMM, which writes and reads an (R, G, N)
-    one-hot, was 5-7x slower than the ``index_add_`` at DGT's stage-1 sizes.
+    ``with_cp`` recomputation and DDP ranks rely on. On the CPU the GEMM's (R, G, N) one-hot outgrows the caches at
+    high resolution.
     """
     num_rows, num_points, dims = points.shape
     num_groups = previous.shape[1]
