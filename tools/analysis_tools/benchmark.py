@@ -239,13 +239,18 @@ def measure(setting: Setting) -> Result:
     else:
         peak = _status_mib('VmHWM') - rss_before
         device_name = _cpu_name()
+    return summarise(setting, times, peak, torch.get_num_threads(), device_name)
+
+
+def summarise(setting: Setting, times: List[float], peak_mem_mib: float, threads: int, device_name: str) -> Result:
+    """img/s from the median of the timed steps, and their spread as the IQR relative to that median."""
     median = statistics.median(times)
     return Result(setting=setting,
                   img_per_s=setting.batch_size / median,
                   spread_pct=100 * _iqr(times) / median,
                   ms_per_iter=1000 * median,
-                  peak_mem_mib=peak,
-                  threads=torch.get_num_threads(),
+                  peak_mem_mib=peak_mem_mib,
+                  threads=threads,
                   device_name=device_name,
                   times_s=times)
 
@@ -261,16 +266,8 @@ def pool_rounds(rounds: List[Result]) -> Result:
     """One result from several rounds of the same setting: the timed steps of all rounds pooled (median and IQR
     over them), and the highest peak memory."""
     first = rounds[0]
-    times = [t for r in rounds for t in r.times_s]
-    median = statistics.median(times)
-    return Result(setting=first.setting,
-                  img_per_s=first.setting.batch_size / median,
-                  spread_pct=100 * _iqr(times) / median,
-                  ms_per_iter=1000 * median,
-                  peak_mem_mib=max(r.peak_mem_mib for r in rounds),
-                  threads=first.threads,
-                  device_name=first.device_name,
-                  times_s=times)
+    return summarise(first.setting, [t for r in rounds for t in r.times_s], max(r.peak_mem_mib for r in rounds),
+                     first.threads, first.device_name)
 
 
 def measure_in_subprocess(setting: Setting) -> Result:
