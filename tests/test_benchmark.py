@@ -5,6 +5,7 @@ import os
 import statistics
 
 import pytest
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location('benchmark', os.path.join(REPO, 'tools/analysis_tools/benchmark.py'))
@@ -77,6 +78,36 @@ def test_rounds_take_turns_and_pool_their_timed_steps(capsys, one_thread):
         benchmark.Result(setting, 0, 0, 0, 300.0, 1, 'cpu', [0.3, 0.5, 0.6])])
     assert pooled.ms_per_iter == pytest.approx(350) and pooled.img_per_s == pytest.approx(1 / 0.35)
     assert pooled.peak_mem_mib == 300.0 and pooled.times_s == [0.1, 0.2, 0.4, 0.3, 0.5, 0.6]
+
+
+def test_compile_takes_an_optional_mode_and_passes_it_to_torch_compile(monkeypatch, one_thread):
+    assert benchmark.parse_args(['dgt-t']).compile is None
+    assert benchmark.parse_args(['dgt-t', '--compile']).compile == 'default'
+    assert benchmark.parse_args(['dgt-t', '--compile', 'reduce-overhead']).compile == 'reduce-overhead'
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['dgt-t', '--compile', 'fast'])
+
+    modes = []
+
+    def fake_compile(model, mode=None):
+        modes.append(mode)
+        return model
+
+    monkeypatch.setattr(torch, 'compile', fake_compile)
+    rows = benchmark.main(['groupmixformer-m', '--peers', 'none', '--mode', 'train', '--isolation', 'none',
+                           '--compile', 'reduce-overhead', *TINY, '--shape', '64', '--batch-size', '2'])
+    assert modes == ['reduce-overhead'] and rows[0].cells()['compile'] == 'reduce-overhead'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA device')
+def test_compiled_with_cuda_graphs_measures_inference_and_training():
+    # Under CUDA graphs a step's outputs live in memory that the next replay reuses: both modes must get through
+    # warm-up, recording and timed replays.
+    rows = benchmark.main(['groupmixformer-m', '--peers', 'none', '--device', 'cuda', '--precision', 'bf16',
+                           '--isolation', 'none', '--compile', 'reduce-overhead', '--shape', '64', '--batch-size',
+                           '2', '--warmup', '3', '--repeats', '3'])
+    assert [r.result.setting.mode for r in rows] == ['infer', 'train']
+    assert all(r.result.img_per_s > 0 and r.result.peak_mem_mib > 0 for r in rows)
 
 
 def test_bad_targets_are_named_before_anything_is_measured():

@@ -5,6 +5,9 @@
     # every T/S-sized backbone, bf16 on a GPU, batch 128, model FLOP utilisation included
     python tools/analysis_tools/benchmark.py groupmixformer-t glnet-4g maformer-s dgt-t \\
         --device cuda --precision bf16 --batch-size 128
+    # compiled, replaying CUDA graphs (plain --compile is torch.compile's default mode)
+    python tools/analysis_tools/benchmark.py dgt-t --device cuda --precision bf16 --batch-size 128 \\
+        --compile reduce-overhead
     # a whole config (classifier with head, or detector/segmentor up to the neck)
     python tools/analysis_tools/benchmark.py configs/glmix/glnet-4g_16xb128_in1k.py --peers none
 
@@ -68,6 +71,8 @@ PEAK_TFLOPS = {
 
 
 PRECISIONS = ('fp32', 'bf16', 'fp16')
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 
 
 def autocast_dtype(precision: str):
@@ -85,7 +90,7 @@ class Setting:
     precision: str  # 'fp32' | 'bf16' | 'fp16'
     device: str
     channels_last: bool
-    compile: bool
+    compile: Optional[str]  # None, or a torch.compile mode: 'default', 'reduce-overhead' (CUDA graphs), ...
     warmup: int
     repeats: int
     threads: Optional[int]
@@ -205,9 +210,14 @@ def measure(setting: Setting) -> Result:
     dtype = autocast_dtype(setting.precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if training else None
     scaler = torch.amp.GradScaler('cuda', enabled=setting.precision == 'fp16') if training else None
-    forward = torch.compile(model) if setting.compile else model
+    forward = torch.compile(model, mode=setting.compile) if setting.compile else model
+    # With CUDA graphs, a step's outputs live in memory that the next replay overwrites; marking each step's start
+    # tells the graph tree that the previous step's outputs are dead.
+    cuda_graphs = setting.compile in CUDA_GRAPH_MODES and device.type == 'cuda'
 
     def step():
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             if not training:
                 with torch.no_grad():
@@ -465,7 +475,9 @@ def parse_args(argv=None):
     parser.add_argument('--precision', nargs='+', choices=PRECISIONS, default=['fp32'])
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--compile', action='store_true', help='torch.compile the model (compiled during warm-up)')
+    parser.add_argument('--compile', nargs='?', const='default', default=None, choices=COMPILE_MODES,
+                        help="torch.compile the model (compiled during warm-up), in this mode ('default' when none "
+                             "is given; 'reduce-overhead' and 'max-autotune' replay CUDA graphs on a GPU)")
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--rounds', type=int, default=1,
