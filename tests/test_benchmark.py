@@ -8,9 +8,16 @@ import pytest
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location('benchmark', os.path.join(REPO, 'tools/analysis_tools/benchmark.py'))
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, f'tools/analysis_tools/{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load_tool('benchmark')
 
 TINY = ['--shape', '32', '--warmup', '1', '--repeats', '3', '--threads', '1']
 
@@ -129,10 +136,7 @@ def test_mfu_uses_the_device_peak_and_three_passes_for_training():
 
 
 def test_profile_step_prints_the_operators_of_a_training_step(capsys, one_thread):
-    spec = importlib.util.spec_from_file_location('profile_step',
-                                                  os.path.join(REPO, 'tools/analysis_tools/profile_step.py'))
-    profile_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_step)
+    profile_step = _load_tool('profile_step')
     total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '2', '--train',
                                '--ops', 'aten::convolution_backward', '--group-by-shape'])
     printed = capsys.readouterr().out
@@ -143,12 +147,42 @@ def test_profile_step_prints_the_operators_of_a_training_step(capsys, one_thread
 
 
 def test_profile_step_under_bf16_autocast_names_the_precision(capsys, one_thread):
-    spec = importlib.util.spec_from_file_location('profile_step',
-                                                  os.path.join(REPO, 'tools/analysis_tools/profile_step.py'))
-    profile_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_step)
+    profile_step = _load_tool('profile_step')
     total = profile_step.main(['groupmixformer-m', '--shape', '32', '--batch-size', '1', '--precision', 'bf16',
                                '--rows', '3'])
     printed = capsys.readouterr().out
     assert total > 0 and len(_table(printed)) == 3
     assert 'forward (no grad), batch 1, 32x32, bf16, 1 threads' in printed
+
+
+def test_saved_activations_charge_each_saved_tensor_once_to_the_module_that_saved_it():
+    saved_activations = _load_tool('saved_activations')
+
+    class Block(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = torch.nn.Linear(8, 8), torch.nn.GELU()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    model = torch.nn.Sequential()
+    model.blocks = torch.nn.ModuleList([Block(), Block()])
+    model.forward = lambda x: model.blocks[1](model.blocks[0](x))
+    x = torch.randn(3, 8)
+    # Each Linear saves its input for the weight's gradient (its weight is a parameter, not counted); each GELU its
+    # input. Every saved tensor is 3 x 8 fp32 = 96 bytes.
+    assert saved_activations.saved_bytes_by_module(model, x) == {'Linear': 192, 'GELU': 192}
+    assert saved_activations.saved_bytes_by_module(model, x, by='path') == {'blocks.*.fc': 192, 'blocks.*.act': 192}
+    # the hooks are gone afterwards: a plain forward runs and saves the same again
+    assert saved_activations.saved_bytes_by_module(model, x) == {'Linear': 192, 'GELU': 192}
+
+
+def test_saved_activations_tool_prints_a_table_per_target(capsys, one_thread):
+    saved_activations = _load_tool('saved_activations')
+    totals = saved_activations.main(['groupmixformer-m', 'swin-t', '--shape', '32', '--batch-size', '2'])
+    printed = capsys.readouterr().out
+    assert set(totals) == {'groupmixformer-m', 'swin-t'} and all(v > 0 for v in totals.values())
+    assert printed.count('saved for the backward') == 2
+    assert 0 < sum(float(r['share %']) for r in _table(printed.split('swin-t, training')[0])) <= 100.1
