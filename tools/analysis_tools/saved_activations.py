@@ -1,6 +1,7 @@
-"""What a training forward keeps for the backward, by module type: where a backbone's training memory goes.
+"""What a training forward keeps for the backward, by module: where a backbone's training memory goes.
 
     python tools/analysis_tools/saved_activations.py dgt-t swin-t convnext-t --shape 1024 --batch-size 1
+    python tools/analysis_tools/saved_activations.py dgt-t --shape 1024 --by path --rows 12
 
 Targets are named as in ``benchmark.py`` (``<model>-<arch>`` or a config file). One forward runs in training mode
 under ``torch.autograd.graph.saved_tensors_hooks``; every tensor an operator saves for the backward is charged to
