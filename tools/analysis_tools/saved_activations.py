@@ -41,14 +41,14 @@ def saved_bytes_by_module(model: nn.Module, inputs: torch.Tensor, by: str = 'typ
 
     hooks = [register(hook) for module in model.modules()
              for register, hook in ((module.register_forward_pre_hook, enter), (module.register_forward_hook, leave))]
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    counted = set()
+    # storages already charged; the parameters' count as charged from the start, so they never are
+    counted = {p.untyped_storage().data_ptr() for p in model.parameters()}
     by_module = collections.Counter()
 
     def pack(tensor):
         storage = tensor.untyped_storage()
         key = storage.data_ptr()
-        if key not in parameters and key not in counted:
+        if key not in counted:
             counted.add(key)
             by_module[running[-1] if running else '(outside modules)'] += storage.nbytes()
         return tensor
