@@ -40,14 +40,34 @@ def test_peers_are_measured_in_separate_processes_and_ratios_divide_their_img_pe
         assert len(row.result.times_s) == 3 and row.result.img_per_s > 0
         # CPU peak memory excludes the imports and includes at least the fp32 weights.
         assert 4 * row.params_m < row.result.peak_mem_mib * 2**20 / 1e6 < 2000
+        assert row.result.faults_per_step >= 0
 
     table = {r['model']: r for r in _table(printed.split('Growth')[0])}
     assert table['groupmixformer-m']['x Swin'] == f"{ours.ratios['swin-t']:.2f} (swin-t)"
+    assert table['swin-t']['page faults/step'] == str(round(peer.result.faults_per_step))
+    assert 'MFU %' not in table['swin-t']
     assert float(table['groupmixformer-m']['GFLOPs/img']) == pytest.approx(ours.gflops, abs=1e-3)
     with open(out) as f:
         written = list(csv.DictReader(f))
     assert [r['target'] for r in written] == ['groupmixformer-m', 'swin-t']
     assert len(written[0]['times_s'].split()) == 3
+    assert float(written[1]['faults_per_step']) == round(peer.result.faults_per_step)
+
+
+def test_page_faults_count_the_fresh_memory_each_timed_step_touches(monkeypatch):
+    class FreshBuffer(torch.nn.Module):
+        # 64 MiB is above glibc's largest mmap threshold, so every step maps, zeroes and unmaps it again.
+        def forward(self, x):
+            return torch.ones(16 * 2**20) + x.mean()
+
+    monkeypatch.setattr(benchmark, 'build_target', lambda name: FreshBuffer())
+    setting = benchmark.Setting(target='fresh', mode='infer', batch_size=1, shape=[8, 8], precision='fp32',
+                                device='cpu', channels_last=False, compile=None, warmup=1, repeats=3, threads=1)
+    result = benchmark.measure(setting)
+    # 64 MiB is 16384 pages of 4 KiB, or 32 transparent huge pages of 2 MiB
+    assert result.faults_per_step >= 32
+    monkeypatch.setattr(benchmark, 'build_target', lambda name: torch.nn.Identity())
+    assert benchmark.measure(setting).faults_per_step < result.faults_per_step / 4
 
 
 def test_auto_peers_pick_the_swin_and_convnext_of_closest_flops():
@@ -81,10 +101,13 @@ def test_rounds_take_turns_and_pool_their_timed_steps(capsys, one_thread):
 
     setting = rows[0].result.setting
     pooled = benchmark.pool_rounds([
-        benchmark.Result(setting, 0, 0, 0, 100.0, 1, 'cpu', [0.1, 0.2, 0.4]),
-        benchmark.Result(setting, 0, 0, 0, 300.0, 1, 'cpu', [0.3, 0.5, 0.6])])
-    assert pooled.ms_per_iter == pytest.approx(350) and pooled.img_per_s == pytest.approx(1 / 0.35)
-    assert pooled.peak_mem_mib == 300.0 and pooled.times_s == [0.1, 0.2, 0.4, 0.3, 0.5, 0.6]
+        benchmark.Result(setting, 0, 0, 0, 100.0, 1, 'cpu', [0.1, 0.2, 0.4], faults_per_step=10.0),
+        benchmark.Result(setting, 0, 0, 0, 300.0, 1, 'cpu', [0.3, 0.5], faults_per_step=40.0)])
+    assert pooled.ms_per_iter == pytest.approx(300) and pooled.img_per_s == pytest.approx(1 / 0.3)
+    assert pooled.peak_mem_mib == 300.0 and pooled.times_s == [0.1, 0.2, 0.4, 0.3, 0.5]
+    assert pooled.faults_per_step == pytest.approx((3 * 10 + 2 * 40) / 5)  # per step, not per round
+    on_gpu = benchmark.Result(setting, 0, 0, 0, 1.0, 1, 'H100', [0.1])
+    assert benchmark.pool_rounds([on_gpu, on_gpu]).faults_per_step is None
 
 
 def test_compile_takes_an_optional_mode_and_passes_it_to_torch_compile(monkeypatch, one_thread):

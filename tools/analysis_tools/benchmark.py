@@ -26,6 +26,9 @@ median. ``--rounds R`` measures the models of a setting R times in turn and pool
 so that a drift in a shared machine's load is spread over all of them. Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the process's peak resident set minus its resident set
 before the model was built (weights, optimizer state, activations and allocator caches); the highest of the rounds.
+On CPU, ``page faults/step`` counts the process's minor page faults per timed step: memory the allocator gave back
+to the kernel and took again, each page zeroed on first touch (glibc does this with large temporaries; the README's
+"Speed and memory" section has the settings that stop it).
 FLOPs are multiply-adds at batch 1 (``mixformer_mm.utils.flops``); MFU, on CUDA only, is
 ``2 * FLOPs * img/s`` (x3 for training) over the device's dense peak (``--peak-tflops`` or a known GPU's).
 """
@@ -106,6 +109,9 @@ class Result:
     threads: int
     device_name: str
     times_s: List[float] = field(default_factory=list)
+    # Minor page faults per timed step, CPU only: memory that the allocator returned to the kernel and then took
+    # back, zeroed page by page. A model whose largest temporaries make glibc trim its heap pays this every step.
+    faults_per_step: Optional[float] = None
 
 
 # ---------------------------------------------------------------------------------------------- building models
@@ -166,6 +172,11 @@ def _status_mib(field_name: str) -> float:
             if line.startswith(field_name + ':'):
                 return int(line.split()[1]) / 1024  # kB
     raise RuntimeError(f'benchmark: no {field_name} in /proc/self/status')
+
+
+def _minor_faults() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _reset_peak_rss() -> None:
@@ -238,21 +249,25 @@ def measure(setting: Setting) -> Result:
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     times = []
+    faults_before = _minor_faults()
     for _ in range(setting.repeats):
         start = time.perf_counter()
         step()
         sync()
         times.append(time.perf_counter() - start)
+    faults = _minor_faults() - faults_before
     if device.type == 'cuda':
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         device_name = torch.cuda.get_device_name(device)
     else:
         peak = _status_mib('VmHWM') - rss_before
         device_name = _cpu_name()
-    return summarise(setting, times, peak, torch.get_num_threads(), device_name)
+    faults_per_step = faults / setting.repeats if device.type == 'cpu' else None
+    return summarise(setting, times, peak, torch.get_num_threads(), device_name, faults_per_step)
 
 
-def summarise(setting: Setting, times: List[float], peak_mem_mib: float, threads: int, device_name: str) -> Result:
+def summarise(setting: Setting, times: List[float], peak_mem_mib: float, threads: int, device_name: str,
+              faults_per_step: Optional[float] = None) -> Result:
     """img/s from the median of the timed steps, and their spread as the IQR relative to that median."""
     median = statistics.median(times)
     return Result(setting=setting,
@@ -262,7 +277,8 @@ def summarise(setting: Setting, times: List[float], peak_mem_mib: float, threads
                   peak_mem_mib=peak_mem_mib,
                   threads=threads,
                   device_name=device_name,
-                  times_s=times)
+                  times_s=times,
+                  faults_per_step=faults_per_step)
 
 
 def _iqr(values: List[float]) -> float:
@@ -274,10 +290,14 @@ def _iqr(values: List[float]) -> float:
 
 def pool_rounds(rounds: List[Result]) -> Result:
     """One result from several rounds of the same setting: the timed steps of all rounds pooled (median and IQR
-    over them), and the highest peak memory."""
+    over them), the highest peak memory, and the page faults per step over all the steps."""
     first = rounds[0]
-    return summarise(first.setting, [t for r in rounds for t in r.times_s], max(r.peak_mem_mib for r in rounds),
-                     first.threads, first.device_name)
+    times = [t for r in rounds for t in r.times_s]
+    faults = None
+    if all(r.faults_per_step is not None for r in rounds):
+        faults = sum(r.faults_per_step * len(r.times_s) for r in rounds) / len(times)
+    return summarise(first.setting, times, max(r.peak_mem_mib for r in rounds), first.threads, first.device_name,
+                     faults)
 
 
 def measure_in_subprocess(setting: Setting) -> Result:
@@ -323,6 +343,10 @@ def mfu_pct(macs_per_img: float, img_per_s: float, mode: str, peak: float) -> fl
     return 100 * 2 * macs_per_img * passes * img_per_s / (peak * 1e12)
 
 
+def _rounded(value: Optional[float], digits: Optional[int] = None):
+    return None if value is None else round(value, digits)
+
+
 @dataclass
 class Row:
     result: Result
@@ -340,7 +364,8 @@ class Row:
                      params_m=round(self.params_m, 3), gflops=round(self.gflops, 3),
                      img_per_s=round(self.result.img_per_s, 3), spread_pct=round(self.result.spread_pct, 1),
                      ms_per_iter=round(self.result.ms_per_iter, 2), peak_mem_mib=round(self.result.peak_mem_mib, 1),
-                     mfu_pct=None if self.mfu_pct is None else round(self.mfu_pct, 1))
+                     faults_per_step=_rounded(self.result.faults_per_step),
+                     mfu_pct=_rounded(self.mfu_pct, 1))
         for family in PEER_FAMILIES:
             peer = next((p for p in self.peers if p.startswith(family + '-')), None)
             ratio = self.ratios.get(peer) if peer else None
@@ -350,17 +375,18 @@ class Row:
 
 MARKDOWN_COLUMNS = [('target', 'model'), ('mode', 'mode'), ('batch', 'batch'), ('input', 'input'),
                     ('precision', 'precision'), ('gflops', 'GFLOPs/img'), ('img_per_s', 'img/s'),
-                    ('spread_pct', 'IQR %'), ('peak_mem_mib', 'peak MiB'), ('vs_swin', 'x Swin'),
-                    ('vs_convnext', 'x ConvNeXt'), ('mfu_pct', 'MFU %')]
+                    ('spread_pct', 'IQR %'), ('peak_mem_mib', 'peak MiB'), ('faults_per_step', 'page faults/step'),
+                    ('vs_swin', 'x Swin'), ('vs_convnext', 'x ConvNeXt'), ('mfu_pct', 'MFU %')]
+OPTIONAL_COLUMNS = ('faults_per_step', 'mfu_pct')  # shown when some row has a value (CPU runs, GPU runs)
 
 
 def markdown(rows: List[Row]) -> str:
+    cells = [row.cells() for row in rows]
     columns = [(key, title) for key, title in MARKDOWN_COLUMNS
-               if key != 'mfu_pct' or any(r.mfu_pct is not None for r in rows)]
+               if key not in OPTIONAL_COLUMNS or any(c[key] is not None for c in cells)]
     lines = ['| ' + ' | '.join(title for _, title in columns) + ' |', '|' + '---|' * len(columns)]
-    for row in rows:
-        cells = row.cells()
-        lines.append('| ' + ' | '.join('' if cells[k] is None else str(cells[k]) for k, _ in columns) + ' |')
+    for row_cells in cells:
+        lines.append('| ' + ' | '.join('' if row_cells[k] is None else str(row_cells[k]) for k, _ in columns) + ' |')
     return '\n'.join(lines)
 
 
@@ -431,8 +457,9 @@ def run(args) -> List[Row]:
             result = measure_in_subprocess(setting) if args.isolation == 'process' else measure(setting)
             measured[target].append(result)
             # printed at once, so that a run cut short still leaves what it measured
+            faults = '' if result.faults_per_step is None else f', {result.faults_per_step:.0f} page faults/step'
             print(f'  {result.img_per_s:.2f} img/s (IQR {result.spread_pct:.1f}%), peak {result.peak_mem_mib:.0f} '
-                  'MiB', file=sys.stderr, flush=True)
+                  f'MiB{faults}', file=sys.stderr, flush=True)
         for target, rounds in measured.items():
             results[(target, mode, batch, tuple(shape), precision)] = pool_rounds(rounds)
     # reported model by model
