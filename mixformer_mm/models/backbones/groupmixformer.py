@@ -90,18 +90,23 @@ class GroupMixAttention(BaseModule):
 
     def _aggregate(self, qkv: torch.Tensor, batch: int, hw: Tuple[int, int]):
         height, width = hw
-        # Q, K and V are stacked on the batch axis so that each BatchNorm sees them as one batch, as in the
-        # official code; training statistics depend on it.
-        maps = qkv.view(batch, height * width, 3, self.embed_dims).permute(2, 0, 1, 3)
-        maps = tokens_to_map(maps.reshape(3 * batch, height * width, self.embed_dims), hw)
-        segments = maps.split(self.seg_dims, dim=1)
+        num_tokens = height * width
+        segments = qkv.view(batch, num_tokens, 3, NUM_SEGMENTS, self.seg_dims)
 
-        pre_attn = [self.token_branch(segments[0])]
-        pre_attn += [branch(seg) for branch, seg in zip(self.group_branches, segments[1:4])]
+        def stacked(i: int) -> torch.Tensor:
+            # Segment i of Q, K and V stacked on the batch axis, so that each BatchNorm sees them as one batch, as
+            # in the official code (training statistics depend on it). Gathered one segment at a time: each
+            # aggregator gets a compact channels-last map without a copy of the whole of Q, K and V first.
+            segment = segments[:, :, :, i].permute(2, 0, 1, 3).reshape(3 * batch, num_tokens, self.seg_dims)
+            return tokens_to_map(segment, hw)
+
+        pre_attn = [self.token_branch(stacked(0))]
+        pre_attn += [branch(stacked(i + 1)) for i, branch in enumerate(self.group_branches)]
         pre_attn = torch.cat(pre_attn, dim=1)
 
-        non_attn = segments[4].reshape(3, batch, self.seg_dims, height, width).transpose(0, 1)
-        non_attn = self.non_attn_conv(non_attn.reshape(batch, 3 * self.seg_dims, height, width))
+        # the fifth segments of Q, K and V side by side on the channel axis
+        non_attn = segments[:, :, :, NUM_SEGMENTS - 1].reshape(batch, num_tokens, 3 * self.seg_dims)
+        non_attn = self.non_attn_conv(tokens_to_map(non_attn, hw))
         non_attn = self.act(self.non_attn_norm(map_to_tokens(non_attn)))
         return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
 
