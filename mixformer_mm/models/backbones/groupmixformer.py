@@ -91,13 +91,15 @@ class GroupMixAttention(BaseModule):
     def _aggregate(self, qkv: torch.Tensor, batch: int, hw: Tuple[int, int]):
         height, width = hw
         num_tokens = height * width
-        segments = qkv.view(batch, num_tokens, 3, NUM_SEGMENTS, self.seg_dims)
+        # One unbind rather than five selects: the backward of a select zero-fills a gradient the size of the
+        # whole QKV projection for each segment and sums the five; that of unbind stacks the five once.
+        segments = qkv.view(batch, num_tokens, 3, NUM_SEGMENTS, self.seg_dims).unbind(3)
 
         def stacked(i: int) -> torch.Tensor:
             # Segment i of Q, K and V stacked on the batch axis, so that each BatchNorm sees them as one batch, as
             # in the official code (training statistics depend on it). Gathered one segment at a time: each
             # aggregator gets a compact channels-last map without a copy of the whole of Q, K and V first.
-            segment = segments[:, :, :, i].permute(2, 0, 1, 3).reshape(3 * batch, num_tokens, self.seg_dims)
+            segment = segments[i].permute(2, 0, 1, 3).reshape(3 * batch, num_tokens, self.seg_dims)
             return tokens_to_map(segment, hw)
 
         pre_attn = [self.token_branch(stacked(0))]
@@ -105,7 +107,7 @@ class GroupMixAttention(BaseModule):
         pre_attn = torch.cat(pre_attn, dim=1)
 
         # the fifth segments of Q, K and V side by side on the channel axis
-        non_attn = segments[:, :, :, NUM_SEGMENTS - 1].reshape(batch, num_tokens, 3 * self.seg_dims)
+        non_attn = segments[NUM_SEGMENTS - 1].reshape(batch, num_tokens, 3 * self.seg_dims)
         non_attn = self.non_attn_conv(tokens_to_map(non_attn, hw))
         non_attn = self.act(self.non_attn_norm(map_to_tokens(non_attn)))
         return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
