@@ -9,3 +9,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    # Every test draws the same numbers on every run. Some checks hold only almost surely: with drop_path_rate=0.1
+    # and a batch of 2, a residual branch drops both samples one time in a hundred, and its parameters then get no
+    # gradient (GroupMixFormer's gradient check, unseeded, failed in 1 of 15 runs).
+    torch.manual_seed(0)
