@@ -128,8 +128,10 @@ class GroupMixAttention(BaseModule):
             dim=1)
         out = self.scale * factorised + q * self._to_heads(rel_pos)
 
-        out = out.transpose(1, 2).reshape(batch, num_tokens, self.attn_dims)
-        return self.proj(torch.cat([out, non_attn], dim=-1))
+        # The heads back in token order and the non-attention segment (two head widths) after them, in one copy:
+        # (B, N, 10, C/10) is the (B, N, C) input of the token ensemble layer.
+        mixed = torch.cat([out.transpose(1, 2), non_attn.unflatten(-1, (-1, self.head_dims))], dim=2)
+        return self.proj(mixed.flatten(2))
 
 
 class GroupMixBlock(BaseModule):
