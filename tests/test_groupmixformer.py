@@ -173,7 +173,7 @@ class _Allocations(TorchDispatchMode):
 
 def test_attention_backward_assembles_the_qkv_gradient_once():
     # Selecting the five segments one by one made autograd zero-fill a gradient of the whole QKV projection per
-    # segment and sum the five: on GroupMixFormer-B that took 15% of a CPU training step.
+    # segment and sum the five: about 6% of GroupMixFormer-B's CPU training step (README, "Speed and memory").
     attn = GroupMixFormer(arch=TINY).stages[0].blocks[0].attn
     tokens = torch.randn(2, 16 * 16, 20, requires_grad=True)
     out = attn(tokens, (16, 16))
