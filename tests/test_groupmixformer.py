@@ -177,7 +177,7 @@ def test_attention_backward_assembles_the_qkv_gradient_once():
     attn = GroupMixFormer(arch=TINY).stages[0].blocks[0].attn
     tokens = torch.randn(2, 16 * 16, 20, requires_grad=True)
     out = attn(tokens, (16, 16))
-    qkv_numel = 2 * 16 * 16 * 3 * 20
+    qkv_numel = tokens.shape[0] * tokens.shape[1] * 3 * attn.embed_dims
     with _Allocations() as probe:
         out.sum().backward()
     qkv_sized = [name for name, numel in probe.allocations if numel == qkv_numel]
