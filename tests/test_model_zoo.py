@@ -2,10 +2,11 @@
 params/FLOPs figure is matched within 1% or carries its documented reason.
 
 Counting all 17 variants (the 800x1280 backbones above all) takes minutes on one CPU thread, so the module measures
-them once and every test here shares that.
+them once, in two processes, and every test here shares that.
 """
 import importlib.util
 import os
+import sys
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location('model_zoo', os.path.join(REPO, 'tools/analysis_tools/model_zoo.py'))
 model_zoo = importlib.util.module_from_spec(_spec)
+sys.modules['model_zoo'] = model_zoo  # the processes of --jobs find their work function by module name
 _spec.loader.exec_module(model_zoo)
 
 REGENERATE = 'python tools/analysis_tools/model_zoo.py'
@@ -25,7 +27,7 @@ def measurements():
     torch.set_num_threads(1)  # one image at a time: on a busy machine more threads are slower, not faster
     try:
         # model_zoo.measure caches per variant, so main() and check() below reuse these counts
-        yield {name: m for family in model_zoo.FAMILIES for name, m in model_zoo.measure_family(family).items()}
+        yield model_zoo.measure_families(model_zoo.FAMILIES, jobs=2)
     finally:
         torch.set_num_threads(threads)
 
@@ -81,6 +83,12 @@ def test_check_fires_on_a_stale_section_or_metafile_and_ignores_hand_written_tex
     metafile.unlink()
     assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
     assert f'{glmix.metafile}: missing' in capsys.readouterr().err
+
+
+def test_jobs_below_one_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        model_zoo.main(['--check', '--jobs', '0'])
+    assert '--jobs must be at least 1, got 0' in capsys.readouterr().err
 
 
 def test_a_readme_without_its_markers_is_refused(tmp_path):

@@ -3,6 +3,7 @@
     python tools/analysis_tools/model_zoo.py                      # rewrite all four models' tables and metafiles
     python tools/analysis_tools/model_zoo.py --models glmix dgt   # only these models
     python tools/analysis_tools/model_zoo.py --check              # exit 1 if anything committed is stale or off
+    python tools/analysis_tools/model_zoo.py --check --jobs 2     # the same, counting in two processes
 
 For each model (a folder of ``configs/``) it writes
 
@@ -21,7 +22,6 @@ another tree, e.g. a copy of the repository.
 import argparse
 import copy
 import difflib
-import functools
 import inspect
 import os
 import os.path as osp
@@ -221,17 +221,40 @@ def _backbone_cost(cfg) -> Tuple[int, int]:
     return _BACKBONE_COSTS[key]
 
 
-@functools.lru_cache(maxsize=None)
+_MEASURED: Dict[Variant, Measurement] = {}  # so that several checks in one process (the tests) count each once
+
+
 def measure(variant: Variant) -> Measurement:
-    """Counts one variant. Cached, so several checks in one process (the tests) measure each variant once."""
-    torch.manual_seed(0)  # DGT's groups depend on the data (its count does not); keep every run identical anyway
-    cfg = load_config(osp.join(REPO, variant.config))
-    params, flops = count(cfg, (variant.input_size, variant.input_size))
-    return Measurement(params, flops, *_backbone_cost(cfg))
+    """Counts one variant, or returns its cached counts."""
+    if variant not in _MEASURED:
+        torch.manual_seed(0)  # DGT's groups depend on the data (its count does not); keep every run identical anyway
+        cfg = load_config(osp.join(REPO, variant.config))
+        params, flops = count(cfg, (variant.input_size, variant.input_size))
+        _MEASURED[variant] = Measurement(params, flops, *_backbone_cost(cfg))
+    return _MEASURED[variant]
 
 
-def measure_family(family: ModelFamily) -> Dict[str, Measurement]:
-    return {variant.name: measure(variant) for variant in family.variants}
+def _measure_in_worker(variant: Variant) -> Measurement:
+    torch.set_num_threads(1)  # one process per core: several threads each would only contend
+    return measure(variant)
+
+
+def measure_families(families, jobs: int = 1) -> Dict[str, Measurement]:
+    """Counts every variant of ``families``; ``jobs > 1`` counts those not cached yet in that many processes.
+
+    Processes rather than threads, because a traced forward holds the GIL between its operators, and processes of
+    one thread each rather than one process of several, because small operators scale worse over threads.
+    """
+    variants = [variant for family in families for variant in family.variants]
+    pending = [variant for variant in variants if variant not in _MEASURED]
+    if jobs > 1 and len(pending) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # 'spawn': a forked child would inherit the parent's OpenMP state, which is not fork-safe
+        with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=multiprocessing.get_context('spawn')) as pool:
+            _MEASURED.update(zip(pending, pool.map(_measure_in_worker, pending)))
+    return {variant.name: measure(variant) for variant in variants}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -493,9 +516,9 @@ def write_files(expected: Dict[str, str], root: str) -> None:
             f.write(text)
 
 
-def check(families, root: str = REPO) -> List[str]:
+def check(families, root: str = REPO, jobs: int = 1) -> List[str]:
     """Everything wrong with the committed tables: stale or missing files, and undocumented deviations."""
-    measurements = {name: m for family in families for name, m in measure_family(family).items()}
+    measurements = measure_families(families, jobs)
     return (stale_files(expected_files(families, measurements, root), root)
             + published_problems(families, measurements))
 
@@ -507,15 +530,18 @@ def main(argv=None) -> int:
     parser.add_argument('--check', action='store_true',
                         help='write nothing; exit 1 listing what is stale or off by more than 1%%')
     parser.add_argument('--out-dir', default=REPO, help='tree to write to or check (default: this repository)')
+    parser.add_argument('--jobs', type=int, default=1, help='count the variants in this many processes (default 1)')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs must be at least 1, got {args.jobs}')
     families = [FAMILY_BY_KEY[key] for key in args.models]
     if args.check:
-        problems = check(families, args.out_dir)
+        problems = check(families, args.out_dir, args.jobs)
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f'model zoo: {len(problems)} problem(s)' if problems else 'model zoo: up to date')
         return 1 if problems else 0
-    measurements = {name: m for family in families for name, m in measure_family(family).items()}
+    measurements = measure_families(families, args.jobs)
     write_files(expected_files(families, measurements, args.out_dir), args.out_dir)
     for problem in published_problems(families, measurements):
         print(problem, file=sys.stderr)
