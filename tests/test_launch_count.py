@@ -37,10 +37,11 @@ def test_eager_train_step_counts_the_backward():
     assert count.bytes_written == 6 * 128 + 2 * 4  # six (4, 8) float32 tensors and two scalars
 
 
-def test_in_place_ops_count_what_they_write_and_allocations_do_not_count():
+def test_in_place_ops_count_what_they_write_and_allocations_and_host_queries_do_not_count():
 
     def step():
         buffer = torch.empty(16)  # uninitialised: no kernel
+        torch.promote_types(buffer.dtype, torch.float64)  # answered on the host
         buffer.fill_(1.0)
         buffer.mul_(2.0)
         return buffer

@@ -5,4 +5,4 @@ checkpoint = 'checkpoints/dgt-b_in1k.pth'
 
 model = dict(
     backbone=dict(arch='b', drop_path_rate=0.4, init_cfg=dict(checkpoint=checkpoint)),  # spec section 7
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+    neck=dict(in_channels=[256, 512, 1024]))  # stages 1-3

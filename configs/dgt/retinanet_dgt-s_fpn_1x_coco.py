@@ -5,4 +5,4 @@ checkpoint = 'checkpoints/dgt-s_in1k.pth'
 
 model = dict(
     backbone=dict(arch='s', drop_path_rate=0.3, init_cfg=dict(checkpoint=checkpoint)),  # spec section 7
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    neck=dict(in_channels=[192, 384, 768]))  # stages 1-3

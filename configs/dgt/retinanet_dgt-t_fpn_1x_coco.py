@@ -6,9 +6,10 @@ _base_ = [
     '../_base_/models/dgt-t_dense.py',
 ]
 
+# the FPN takes all three returned stages (start_level=0; the parent's 1 skipped ResNet's C2)
 model = dict(
-    backbone={{_base_.dgt_t}},
-    neck=dict(in_channels={{_base_.dgt_t_widths}}))
+    backbone={{_base_.dgt_t_p3}},
+    neck=dict(in_channels={{_base_.dgt_t_p3_widths}}, start_level=0))
 
 # as Mask R-CNN 1x: AdamW lr 1e-4 (batch 16), wd 0.05, no weight decay on normalisation layers
 optim_wrapper = dict(

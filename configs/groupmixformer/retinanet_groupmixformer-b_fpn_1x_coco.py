@@ -6,4 +6,4 @@ checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
 
 model = dict(
     backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
-    neck=dict(in_channels=[200, 240, 320, 480]))
+    neck=dict(in_channels=[240, 320, 480]))  # stages 1-3

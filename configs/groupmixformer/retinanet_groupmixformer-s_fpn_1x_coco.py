@@ -6,4 +6,4 @@ checkpoint = 'checkpoints/groupmixformer-s_in1k_backbone.pth'
 
 model = dict(
     backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
-    neck=dict(in_channels=[80, 160, 320, 320]))
+    neck=dict(in_channels=[160, 320, 320]))  # stages 1-3

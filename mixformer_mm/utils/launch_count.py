@@ -7,7 +7,8 @@ depend on the machine's load:
 - :func:`count_eager` runs a step under a ``TorchDispatchMode`` and counts every aten op that reaches a kernel,
   with the bytes of the tensors each one returns (what it writes). Views and aliases (``view``, ``transpose``,
   ``expand``, ``detach``, ...), ``_unsafe_view`` and the uninitialised allocations (``empty*``) only make
-  metadata, so they are not counted. In-place ops count the tensor they write.
+  metadata, and ops that return no tensor (``promote_types``, size queries) answer on the host: none of these
+  is counted. In-place ops count the tensor they write.
 - :func:`count_compiled` compiles the model with inductor and reads the compiler's own counters: the kernels it
   generated (``torch._inductor.metrics.generated_kernel_count``) and the graph breaks Dynamo took. Extern calls
   (GEMMs, convolutions) are not generated kernels and are not in that figure.
@@ -52,8 +53,9 @@ class _LaunchCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if _is_launch(func):
-            written = sum(t.nbytes for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if tensors and _is_launch(func):
+            written = sum(t.nbytes for t in tensors)
             name = func.overloadpacket.__name__
             self.count.ops += 1
             self.count.bytes_written += written

@@ -21,6 +21,11 @@ dgt_t = dict(
     norm_eval=False,
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.'))
 dgt_t_widths = [64, 128, 256, 512]
+# RetinaNet's FPN starts at stride 8 (P3-P7): it is given stages 1-3 only, as in mmdet's Swin RetinaNet. Returning
+# stage 0 as well would build its output norm (norm0), which then gets no gradient: DDP with
+# find_unused_parameters=False (mmengine's default) fails at the second iteration.
+dgt_t_p3 = dict(dgt_t, out_indices=(1, 2, 3))
+dgt_t_p3_widths = dgt_t_widths[1:]
 
 # No weight decay on any normalisation layer. Replaces the Swin parents' name-based keys, whose position-table
 # keys match nothing here.

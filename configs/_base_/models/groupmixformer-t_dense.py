@@ -19,6 +19,10 @@ groupmixformer_t = dict(
     norm_eval=False,  # assumed
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
 groupmixformer_t_widths = [80, 160, 200, 240]
+# RetinaNet's FPN starts at stride 8 (P3-P7): it is given stages 1-3 only, as in mmdet's Swin RetinaNet (the
+# stage-0 output would be computed and skipped; GroupMixFormer has no output norm that would then go unused).
+groupmixformer_t_p3 = dict(groupmixformer_t, out_indices=(1, 2, 3))
+groupmixformer_t_p3_widths = groupmixformer_t_widths[1:]
 
 # No weight decay on any normalisation layer (biases keep it: assumed). Replaces the Swin parents' name-based
 # keys, which would miss our BatchNorms (named `bn`) and whose position-table keys match nothing here.
