@@ -186,12 +186,15 @@ class WindowAttention(BaseModule):
         if self.shift_size:
             fmap = torch.roll(fmap, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
         windows = fmap.reshape(batch, padded_h // w, w, padded_w // w, w, channels).transpose(2, 3)
-        windows = windows.reshape(batch, -1, w * w, channels)  # (B, windows, w^2, C)
+        # (B * windows, w^2, C): SDPA on 4-D inputs. With a 5-D (B, windows, ...) query, inductor's lowering of
+        # SDPA cannot broadcast the (heads, w^2, w^2) bias and fails to compile.
+        windows = windows.reshape(-1, w * w, channels)
 
         q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(windows).chunk(3, dim=-1))
-        mask = self._relative_position_bias().to(q.dtype)  # broadcasts over (B, windows)
+        mask = self._relative_position_bias().to(q.dtype)  # broadcasts over B * windows
         if self.shift_size:
-            mask = mask + self._shift_mask((padded_h, padded_w), x.device).to(q.dtype)[:, None]
+            shift_mask = self._shift_mask((padded_h, padded_w), x.device).to(q.dtype)[:, None]  # (windows, 1, ...)
+            mask = (mask + shift_mask).repeat(batch, 1, 1, 1)  # window-major within each image, as the batch axis
         out = self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
         out = out.reshape(batch, padded_h // w, padded_w // w, w, w, channels).transpose(2, 3)
