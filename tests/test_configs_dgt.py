@@ -26,7 +26,7 @@ EXPECTED_FILES = [f'configs/dgt/dgt-{a}_8xb128_in1k.py' for a in 'tsb'] + [
         f'mask-rcnn_dgt-{a}_fpn_ms-3x_coco.py',
         f'retinanet_dgt-{a}_fpn_1x_coco.py',
         f'upernet_dgt-{a}_8xb2-160k_ade20k-512x512.py',
-        f'fpn_dgt-{a}_8xb4-80k_ade20k-512x512.py',
+        f'fpn_dgt-{a}_8xb2-80k_ade20k-512x512.py',
     )]
 IN1K = [p for p in CONFIGS if p.endswith('_in1k.py')]
 DENSE = [p for p in CONFIGS if p not in IN1K]

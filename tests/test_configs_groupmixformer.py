@@ -33,7 +33,7 @@ EXPECTED_FILES = (
         f'mask-rcnn_groupmixformer-{a}_fpn_ms-3x_coco.py',
         f'retinanet_groupmixformer-{a}_fpn_1x_coco.py',
         f'upernet_groupmixformer-{a}_8xb2-160k_ade20k-512x512.py',
-        f'fpn_groupmixformer-{a}_8xb4-80k_ade20k-512x512.py',
+        f'fpn_groupmixformer-{a}_8xb2-80k_ade20k-512x512.py',
     )]
     + ['configs/swap_backbone/cascade-mask-rcnn_groupmixformer-t_fpn_1x_coco.py',
        'configs/swap_backbone/upernet_groupmixformer-t_4xb4-160k_ade20k-512x512.py'])
@@ -139,7 +139,7 @@ FAMILY_REPRESENTATIVES = [
     'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_ms-3x_coco.py',
     'configs/groupmixformer/retinanet_groupmixformer-t_fpn_1x_coco.py',
     'configs/groupmixformer/upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py',
-    'configs/groupmixformer/fpn_groupmixformer-t_8xb4-80k_ade20k-512x512.py',
+    'configs/groupmixformer/fpn_groupmixformer-t_8xb2-80k_ade20k-512x512.py',
 ]
 
 

@@ -31,7 +31,7 @@ EXPECTED_FILES = (
         f'mask-rcnn_maformer-{a}_fpn_1x_coco.py',
         f'mask-rcnn_maformer-{a}_fpn_ms-3x_coco.py',
         f'upernet_maformer-{a}_8xb2-160k_ade20k-512x512.py',
-        f'fpn_maformer-{a}_8xb4-80k_ade20k-512x512.py',
+        f'fpn_maformer-{a}_8xb2-80k_ade20k-512x512.py',
     )])
 
 
@@ -151,7 +151,7 @@ def test_model_builds_and_runs(path, one_thread):
     'configs/maformer/maformer-s_8xb256_in1k.py',
     'configs/maformer/mask-rcnn_maformer-s_fpn_1x_coco.py',
     'configs/maformer/upernet_maformer-s_8xb2-160k_ade20k-512x512.py',
-    'configs/maformer/fpn_maformer-s_8xb4-80k_ade20k-512x512.py',
+    'configs/maformer/fpn_maformer-s_8xb2-80k_ade20k-512x512.py',
 ], ids=config_id)
 def test_weight_decay_groups(path, one_thread):
     """No decay on norms, biases and GLD position embeddings (spec 2.5); everything else decays."""

@@ -1,4 +1,4 @@
-_base_ = './fpn_dgt-t_8xb4-80k_ade20k-512x512.py'
+_base_ = './fpn_dgt-t_8xb2-80k_ade20k-512x512.py'
 
 # the ImageNet-1K classifier trained with configs/dgt/dgt-b_8xb128_in1k.py
 checkpoint = 'checkpoints/dgt-b_in1k.pth'

@@ -1,4 +1,4 @@
-_base_ = './fpn_groupmixformer-t_8xb4-80k_ade20k-512x512.py'
+_base_ = './fpn_groupmixformer-t_8xb2-80k_ade20k-512x512.py'
 
 # python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_small.pth \
 #     checkpoints/groupmixformer-s_in1k_backbone.pth --backbone-only

@@ -1,4 +1,4 @@
-_base_ = './fpn_maformer-s_8xb4-80k_ade20k-512x512.py'
+_base_ = './fpn_maformer-s_8xb2-80k_ade20k-512x512.py'
 
 # trained with configs/maformer/maformer-l_8xb128_in1k.py (no public MAFormer weights)
 checkpoint = 'checkpoints/maformer-l_in1k.pth'
