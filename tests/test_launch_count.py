@@ -96,3 +96,40 @@ def test_compiled_counts_kernels_and_graph_breaks(one_thread):
     # training: one forward and one backward kernel per graph
     trained = count_compiled(PointwiseWithBreak(), x.clone().requires_grad_(), 'train')
     assert (trained.kernels, trained.graph_breaks, trained.graphs) == (4, 1, 2)
+
+
+def _load_tool(name):
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), f'tools/analysis_tools/{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_count_launches_tool_reports_ratios_to_the_reference_and_writes_csv(tmp_path, one_thread, capsys):
+    import csv
+    tool = _load_tool('count_launches')
+    out = tmp_path / 'counts.csv'
+    rows = tool.main(['groupmixformer-m', '--peers', 'swin-t', '--batch-size', '1', '--shape', '64', '--csv',
+                      str(out)])
+    ours, swin = rows
+    assert (ours['model'], ours['reference'], swin['model'], swin['reference']) == ('groupmixformer-m', 'swin-t',
+                                                                                  'swin-t', '')
+    assert ours['x_eval_ops'] == round(ours['eval_ops'] / swin['eval_ops'], 2)
+    assert ours['x_train_ops'] == round(ours['train_ops'] / swin['train_ops'], 2)
+    # the deployed forward is compared with the peer's eval forward; BatchNorms fold, so it launches fewer ops
+    assert ours['deploy_eval_ops'] < ours['eval_ops']
+    assert ours['x_deploy_eval_ops'] == round(ours['deploy_eval_ops'] / swin['eval_ops'], 2)
+    assert swin['deploy_eval_ops'] is None and swin['x_eval_ops'] is None  # no deploy form; no ratio to itself
+    # eager counts are exact: a second count of the same model is the same
+    again = tool.count_target('groupmixformer-m', 1, (64, 64))
+    assert again.eval_ops == ours['eval_ops'] and again.train_ops == ours['train_ops']
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert [r['model'] for r in written] == ['groupmixformer-m', 'swin-t']
+    assert '| groupmixformer-m |' in capsys.readouterr().out
+
+    with pytest.raises(ValueError, match='unknown model'):
+        tool.main(['resnet-50'])

@@ -14,6 +14,8 @@ Counted per model (``mixformer_mm.utils.launch_count`` says exactly what is coun
 - ``eval ops``, ``train ops``: aten ops that launch a kernel in one eval forward (``no_grad``) and in one training
   step (forward + backward of the outputs' mean), views excluded;
 - ``eval MB/img``, ``train MB/img``: bytes of those ops' outputs, per image;
+- ``deploy eval ops``, ``deploy eval MB/img``: the eval forward after ``switch_to_deploy()`` (BatchNorms folded
+  into the layers that feed them), for our backbones;
 - with ``--compile``: kernels inductor generates for the eval forward and for the training step (forward and
   backward graphs), and Dynamo's graph breaks in either (0 for every backbone here; a break is a second graph and a
   round trip through Python on every step).
@@ -21,6 +23,7 @@ Counted per model (``mixformer_mm.utils.launch_count`` says exactly what is coun
 Counts are independent of the machine's load and, but for the compiled figures' fusion choices, of the device.
 """
 import argparse
+import copy
 import csv
 import os
 import os.path as osp
@@ -32,7 +35,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from benchmark import PEER_FAMILIES, PEER_ARCHS, build_target, closest_peers, count_flops_and_params, parse_target  # noqa: E402,E501
+from benchmark import (PEER_ARCHS, PEER_FAMILIES, build_target, closest_peers, count_flops_and_params,  # noqa: E402
+                       parse_target)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -49,6 +53,8 @@ class Counts:
     train_ops: int
     eval_mb_per_img: float
     train_mb_per_img: float
+    deploy_eval_ops: Optional[int] = None
+    deploy_eval_mb_per_img: Optional[float] = None
     compile_batch_size: Optional[int] = None
     eval_kernels: Optional[int] = None
     train_kernels: Optional[int] = None
@@ -64,6 +70,12 @@ def count_target(target: str, batch_size: int, shape, compile_batch_size: Option
     counts = Counts(target=target, batch_size=batch_size, shape=list(shape), eval_ops=eval_count.ops,
                     train_ops=train_count.ops, eval_mb_per_img=eval_count.bytes_written / batch_size / 1e6,
                     train_mb_per_img=train_count.bytes_written / batch_size / 1e6)
+    if hasattr(model, 'switch_to_deploy'):
+        deployed = copy.deepcopy(model)
+        deployed.switch_to_deploy()
+        deploy_count = count_model_eager(deployed, inputs, 'eval')
+        counts.deploy_eval_ops = deploy_count.ops
+        counts.deploy_eval_mb_per_img = deploy_count.bytes_written / batch_size / 1e6
     if compile_batch_size:
         small = torch.randn(compile_batch_size, 3, *shape)
         compiled_eval = count_compiled(model, small, 'eval')
@@ -76,16 +88,22 @@ def count_target(target: str, batch_size: int, shape, compile_batch_size: Option
 
 
 COLUMNS = [('eval_ops', 'eval ops'), ('train_ops', 'train ops'), ('eval_mb_per_img', 'eval MB/img'),
-           ('train_mb_per_img', 'train MB/img'), ('eval_kernels', 'compiled eval kernels'),
+           ('train_mb_per_img', 'train MB/img'), ('deploy_eval_ops', 'deploy eval ops'),
+           ('deploy_eval_mb_per_img', 'deploy eval MB/img'), ('eval_kernels', 'compiled eval kernels'),
            ('train_kernels', 'compiled train kernels'), ('graph_breaks', 'graph breaks')]
-RATIO_KEYS = ('eval_ops', 'train_ops', 'eval_mb_per_img', 'eval_kernels', 'train_kernels')
+RATIO_KEYS = ('eval_ops', 'train_ops', 'eval_mb_per_img', 'deploy_eval_ops', 'deploy_eval_mb_per_img', 'eval_kernels',
+              'train_kernels')
+
+
+# the peers have no deploy form: a deployed count is compared with the peer's eval count
+REFERENCE_KEY = {'deploy_eval_ops': 'eval_ops', 'deploy_eval_mb_per_img': 'eval_mb_per_img'}
 
 
 def ratios(counts: Counts, reference: Optional[Counts]) -> Dict[str, Optional[float]]:
     out = {}
     for key in RATIO_KEYS:
         mine = getattr(counts, key)
-        theirs = getattr(reference, key) if reference is not None else None
+        theirs = getattr(reference, REFERENCE_KEY.get(key, key)) if reference is not None else None
         out[key] = mine / theirs if mine is not None and theirs else None
     return out
 
@@ -136,7 +154,8 @@ def run(args) -> List[Dict[str, object]]:
     counted: Dict[str, Counts] = {}
     for target in targets:
         print(f'counting {target} ...', file=sys.stderr, flush=True)
-        counted[target] = count_target(target, args.batch_size, shape, args.compile_batch_size if args.compile else None)
+        compile_batch = args.compile_batch_size if args.compile else None
+        counted[target] = count_target(target, args.batch_size, shape, compile_batch)
         print(f'  {counted[target]}', file=sys.stderr, flush=True)
     return [cells(c, reference_of.get(t), counted.get(reference_of.get(t))) for t, c in counted.items()]
 
@@ -173,7 +192,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = run(args)
-    print(f'\nCommand: python tools/analysis_tools/count_launches.py {" ".join(sys.argv[1:] if argv is None else argv)}')
+    command = ' '.join(sys.argv[1:] if argv is None else argv)
+    print(f'\nCommand: python tools/analysis_tools/count_launches.py {command}')
     print(f'torch {torch.__version__}\n')
     print(markdown(rows))
     if args.csv:

@@ -1,8 +1,9 @@
 """What every mixformer_mm backbone shares: the OpenMMLab backbone contract.
 
 Subclasses describe their variants in ``arch_zoo`` and build ``stem`` and ``stages``; this class gives them
-``arch`` parsing with readable errors, ``out_indices``, ``frozen_stages``, ``norm_eval``, input checks and a
-``Pretrained`` ``init_cfg`` that refuses checkpoints that do not fit instead of silently training from scratch.
+``arch`` parsing with readable errors, ``out_indices``, ``frozen_stages``, ``norm_eval``, input checks, a
+``Pretrained`` ``init_cfg`` that refuses checkpoints that do not fit instead of silently training from scratch, and
+``switch_to_deploy`` (BatchNorms folded for inference, as mmpretrain's re-parameterisable backbones have it).
 """
 import copy
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
@@ -14,6 +15,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mixformer_mm.models.layers.bn_fold import fold_adjacent_batch_norms
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 
 
@@ -47,6 +49,7 @@ class HierarchicalBackbone(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.deploy = False
 
     # --- arguments --------------------------------------------------------------------------------------------
     @classmethod
@@ -105,6 +108,9 @@ class HierarchicalBackbone(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True):
+        if mode and self.deploy:
+            raise RuntimeError(f'{type(self).__name__} was switched to deploy mode (its BatchNorms are folded into '
+                               'the layers before them) and cannot train; build it without deploy=True to train')
         super().train(mode)
         self._freeze()
         if mode and self.norm_eval:
@@ -112,6 +118,26 @@ class HierarchicalBackbone(BaseModule):
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+    # --- inference ----------------------------------------------------------------------------------------------
+    def switch_to_deploy(self) -> None:
+        """Fold every BatchNorm into the conv or linear layer that feeds it, with its running statistics, and
+        stay in eval mode; the outputs are those of ``eval()`` (to rounding), with fewer kernels and writes.
+
+        The folded model cannot train (``train()`` raises). Its state dict has no BatchNorm keys and gives the
+        folded layers a bias; build the backbone with ``deploy=True`` to load one (mmpretrain's
+        ``tools/model_converters/reparameterize_model.py`` calls this method and saves such a state dict).
+        Modules whose BatchNorm is fed by something other than an adjacent layer fold it in their own
+        ``fold_batch_norms()``, called here.
+        """
+        if self.deploy:
+            return
+        self.eval()
+        for module in self.modules():
+            if module is not self and hasattr(module, 'fold_batch_norms'):
+                module.fold_batch_norms()
+        fold_adjacent_batch_norms(self)
+        self.deploy = True
 
     # --- initialisation ---------------------------------------------------------------------------------------
     def _split_pretrained(self):

@@ -174,6 +174,8 @@ class DGT(HierarchicalBackbone):
         stem (str): ``'conv'`` or ``'cmt'``.
         ffn_norm (str | None): ``None`` or ``'BN'`` (BatchNorms inside the IRFFN, built with ``norm_cfg``).
         with_cp (bool): Recompute block activations in backward to save memory.
+        deploy (bool): Build the inference form of ``switch_to_deploy`` (BatchNorms folded), to load its
+            state dict. Such a model cannot train.
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
     """
 
@@ -208,6 +210,7 @@ class DGT(HierarchicalBackbone):
                  stem: str = 'conv',
                  ffn_norm: Optional[str] = None,
                  with_cp: bool = False,
+                 deploy: bool = False,
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
@@ -242,6 +245,8 @@ class DGT(HierarchicalBackbone):
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=LN_EPS))
         self._freeze()
+        if deploy:
+            self.switch_to_deploy()
 
     def _check_args(self, arch: dict, groups: str, ffn_norm, attn_impl: str) -> None:
         for key in ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'groups', 'topk'):

@@ -364,6 +364,8 @@ class GLNet(HierarchicalBackbone):
         extra_norms (bool): Put a newly initialised LayerNorm (eps 1e-6) on each returned stage output, the
             multi-scale features for dense tasks. Cannot be combined with ``final_norm``.
         with_cp (bool): Recompute block activations in backward to save memory.
+        deploy (bool): Build the inference form of ``switch_to_deploy`` (BatchNorms folded), to load its
+            state dict. Such a model cannot train.
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
     """
 
@@ -398,6 +400,7 @@ class GLNet(HierarchicalBackbone):
                  final_norm: bool = False,
                  extra_norms: bool = True,
                  with_cp: bool = False,
+                 deploy: bool = False,
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
@@ -441,6 +444,8 @@ class GLNet(HierarchicalBackbone):
             str(i): LayerNorm2d(self.embed_dims[i], eps=BLOCK_NORM_EPS) for i in self.out_indices
         }) if extra_norms else None
         self._freeze()
+        if deploy:
+            self.switch_to_deploy()
 
     def _check_arch(self, arch: dict) -> None:
         for key in ('embed_dims', 'depths', 'mixing'):
