@@ -18,6 +18,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
 from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.bn_fold import bn_affine, fold_affine_into_rows
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -88,26 +89,36 @@ class GroupMixAttention(BaseModule):
 
         self.proj = nn.Linear(embed_dims, embed_dims)  # token ensemble layer
 
+    def fold_batch_norms(self) -> None:
+        """For ``switch_to_deploy``: the token aggregator's BatchNorm acts on segment 0 of Q, K and V alike, which
+        are rows of the QKV projection, so it folds into those rows."""
+        if not isinstance(self.token_branch.bn, nn.modules.batchnorm._BatchNorm):
+            return
+        scale, shift = bn_affine(self.token_branch.bn)
+        segment_rows = torch.arange(self.seg_dims, device=scale.device)
+        rows = torch.cat([part * self.embed_dims + segment_rows for part in range(3)])  # Q, K, V
+        fold_affine_into_rows(self.qkv, scale.repeat(3), shift.repeat(3), rows)
+        self.token_branch.bn = nn.Identity()
+
     def _aggregate(self, qkv: torch.Tensor, batch: int, hw: Tuple[int, int]):
         height, width = hw
         num_tokens = height * width
-        # One unbind rather than five selects: the backward of a select zero-fills a gradient the size of the
-        # whole QKV projection for each segment and sums the five; that of unbind stacks the five once.
-        segments = qkv.view(batch, num_tokens, 3, NUM_SEGMENTS, self.seg_dims).unbind(3)
+        # One split rather than selects: the backward of a select zero-fills a gradient the size of the whole QKV
+        # projection for each part and sums them; that of split concatenates the parts once.
+        pre_attn_qkv, non_attn_qkv = qkv.view(batch, num_tokens, 3, NUM_SEGMENTS, self.seg_dims).split(
+            [NUM_SEGMENTS - 1, 1], dim=3)
+        # The four pre-attention segments of Q, K and V in one copy, segment-major, with Q, K and V stacked on the
+        # batch axis so that each BatchNorm sees them as one batch, as in the official code (training statistics
+        # depend on it). Each segment is then a compact channels-last (3B, C/5, H, W) map.
+        segments = pre_attn_qkv.permute(3, 2, 0, 1, 4).reshape(NUM_SEGMENTS - 1, 3 * batch, num_tokens, self.seg_dims)
+        maps = [tokens_to_map(segment, hw) for segment in segments.unbind(0)]
 
-        def stacked(i: int) -> torch.Tensor:
-            # Segment i of Q, K and V stacked on the batch axis, so that each BatchNorm sees them as one batch, as
-            # in the official code (training statistics depend on it). Gathered one segment at a time: each
-            # aggregator gets a compact channels-last map without a copy of the whole of Q, K and V first.
-            segment = segments[i].permute(2, 0, 1, 3).reshape(3 * batch, num_tokens, self.seg_dims)
-            return tokens_to_map(segment, hw)
-
-        pre_attn = [self.token_branch(stacked(0))]
-        pre_attn += [branch(stacked(i + 1)) for i, branch in enumerate(self.group_branches)]
+        pre_attn = [self.token_branch(maps[0])]
+        pre_attn += [branch(segment_map) for branch, segment_map in zip(self.group_branches, maps[1:])]
         pre_attn = torch.cat(pre_attn, dim=1)
 
         # the fifth segments of Q, K and V side by side on the channel axis
-        non_attn = segments[NUM_SEGMENTS - 1].reshape(batch, num_tokens, 3 * self.seg_dims)
+        non_attn = non_attn_qkv.reshape(batch, num_tokens, 3 * self.seg_dims)
         non_attn = self.non_attn_conv(tokens_to_map(non_attn, hw))
         non_attn = self.act(self.non_attn_norm(map_to_tokens(non_attn)))
         return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
@@ -209,6 +220,8 @@ class GroupMixFormer(HierarchicalBackbone):
         final_norm (bool): Apply the classifier's BatchNorm to the last stage's output, as the official
             ImageNet model does before pooling. Off for dense tasks (the official features are un-normalised).
         with_cp (bool): Recompute block activations in backward to save memory.
+        deploy (bool): Build the inference form of ``switch_to_deploy`` (BatchNorms folded), to load its
+            state dict. Such a model cannot train.
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
     """
 
@@ -236,6 +249,7 @@ class GroupMixFormer(HierarchicalBackbone):
                  qkv_bias: bool = True,
                  final_norm: bool = False,
                  with_cp: bool = False,
+                 deploy: bool = False,
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
@@ -265,6 +279,8 @@ class GroupMixFormer(HierarchicalBackbone):
 
         self.final_norm = build_norm_layer(norm_cfg, self.embed_dims[-1])[1] if final_norm else None
         self._freeze()
+        if deploy:
+            self.switch_to_deploy()
 
     def _check_arch(self, arch: dict) -> None:
         for key in self.arch_keys:
