@@ -319,15 +319,15 @@ class DGAttention(BaseModule):
         if hw[0] * hw[1] != num_tokens:
             raise ValueError(f'DGAttention: {num_tokens} tokens do not form a {hw[0]}x{hw[1]} map')
         heads, dims = self.num_heads, self.head_dims
-        q, k, v = self.qkv(x).view(batch, num_tokens, 3, heads, dims).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x).view(batch, num_tokens, 3, heads, dims).permute(2, 0, 3, 1, 4)
 
         if self.is_global(num_tokens):
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(*qkv.unbind(0))
         else:
             rows = batch * heads
-            # contiguous rows: for a single image the reshape is a strided view, which the clustering, the key
-            # scoring and the bucket gathers would each copy again
-            q, k, v = (t.reshape(rows, num_tokens, dims).contiguous() for t in (q, k, v))
+            # Q, K and V as contiguous (B*h, N, d) rows, in one copy: the clustering, the key scoring and the
+            # bucket gathers would each copy strided rows again
+            q, k, v = qkv.reshape(3, rows, num_tokens, dims).contiguous().unbind(0)
             assignment, key_index = self.group_and_select(q, k, hw)
             if self.impl == 'bucketed':
                 out = bucketed_group_attention(q, k, v, assignment, key_index,
