@@ -29,7 +29,7 @@ EXPECTED_FILES = (
     [f'configs/glmix/glnet-{a}_16xb128_in1k.py' for a in STAGE_CHANNELS]
     + [f'configs/glmix/{name}' for a in ('4g', '9g', '16g') for name in (
         f'mask-rcnn_glnet-{a}_fpn_1x_coco.py',
-        f'mask-rcnn_glnet-{a}_fpn_ms-3x_coco.py',
+        f'mask-rcnn_glnet-{a}_fpn_ms-crop-3x_coco.py',
         f'retinanet_glnet-{a}_fpn_1x_coco.py',
         f'upernet_glnet-{a}_8xb2-160k_ade20k-512x512.py',
         f'fpn_glnet-{a}_8xb4-80k_ade20k-512x512.py',
@@ -120,7 +120,7 @@ def test_dense_recipe_and_backbone_checkpoint(path):
             assert cfg.model.neck.add_extra_convs == 'on_input' and cfg.model.neck.num_outs == 5
         else:
             assert optimizer.weight_decay == 0.05 and cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.)
-        assert cfg.train_cfg.max_epochs == (36 if 'ms-3x' in name else 12)
+        assert cfg.train_cfg.max_epochs == (36 if name.endswith('3x_coco.py') else 12)
     else:  # and SyncBN for segmentation
         assert backbone.norm_cfg.type == 'SyncBN'
         if name.startswith('fpn_'):

@@ -30,7 +30,7 @@ EXPECTED_FILES = (
     [f'configs/groupmixformer/groupmixformer-{a}_8xb64_in1k.py' for a in 'mtsbl']
     + [f'configs/groupmixformer/{name}' for a in 'tsb' for name in (
         f'mask-rcnn_groupmixformer-{a}_fpn_1x_coco.py',
-        f'mask-rcnn_groupmixformer-{a}_fpn_ms-3x_coco.py',
+        f'mask-rcnn_groupmixformer-{a}_fpn_ms-crop-3x_coco.py',
         f'retinanet_groupmixformer-{a}_fpn_1x_coco.py',
         f'upernet_groupmixformer-{a}_8xb2-160k_ade20k-512x512.py',
         f'fpn_groupmixformer-{a}_8xb2-80k_ade20k-512x512.py',
@@ -136,7 +136,7 @@ def test_model_builds_and_runs(path, one_thread):
 FAMILY_REPRESENTATIVES = [
     'configs/groupmixformer/groupmixformer-t_8xb64_in1k.py',
     'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_1x_coco.py',
-    'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_ms-3x_coco.py',
+    'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_ms-crop-3x_coco.py',
     'configs/groupmixformer/retinanet_groupmixformer-t_fpn_1x_coco.py',
     'configs/groupmixformer/upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py',
     'configs/groupmixformer/fpn_groupmixformer-t_8xb2-80k_ade20k-512x512.py',

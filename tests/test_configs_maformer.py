@@ -29,7 +29,7 @@ EXPECTED_FILES = (
     + ['configs/maformer/maformer-l_8xb32_in1k-384px.py']
     + [f'configs/maformer/{name}' for a in 'sbl' for name in (
         f'mask-rcnn_maformer-{a}_fpn_1x_coco.py',
-        f'mask-rcnn_maformer-{a}_fpn_ms-3x_coco.py',
+        f'mask-rcnn_maformer-{a}_fpn_ms-crop-3x_coco.py',
         f'upernet_maformer-{a}_8xb2-160k_ade20k-512x512.py',
         f'fpn_maformer-{a}_8xb2-80k_ade20k-512x512.py',
     )])
@@ -135,7 +135,7 @@ def test_dense_config_backbone_settings(path):
     if cfg.default_scope == 'mmdet':
         assert cfg.train_dataloader.batch_size == 2  # 8 GPUs x 2 = 16
         assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.05
-        assert cfg.train_cfg.max_epochs == (36 if 'ms-3x' in path else 12)
+        assert cfg.train_cfg.max_epochs == (36 if path.endswith('3x_coco.py') else 12)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=config_id)

@@ -1,4 +1,4 @@
-_base_ = './mask-rcnn_groupmixformer-t_fpn_ms-3x_coco.py'
+_base_ = './mask-rcnn_groupmixformer-t_fpn_ms-crop-3x_coco.py'
 
 # python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_small.pth \
 #     checkpoints/groupmixformer-s_in1k_backbone.pth --backbone-only

@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN 3x multi-scale, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glmix/README.md).
-_base_ = './mask-rcnn_glnet-4g_fpn_ms-3x_coco.py'
+_base_ = './mask-rcnn_glnet-4g_fpn_ms-crop-3x_coco.py'
 
 model = dict(
     backbone=dict(arch='9g', drop_path_rate=0.3,  # assumed: the variant's ImageNet value

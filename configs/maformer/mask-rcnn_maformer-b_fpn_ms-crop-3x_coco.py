@@ -1,4 +1,4 @@
-_base_ = './mask-rcnn_maformer-s_fpn_ms-3x_coco.py'
+_base_ = './mask-rcnn_maformer-s_fpn_ms-crop-3x_coco.py'
 
 # trained with configs/maformer/maformer-b_8xb256_in1k.py (no public MAFormer weights)
 checkpoint = 'checkpoints/maformer-b_in1k.pth'
