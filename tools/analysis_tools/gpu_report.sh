@@ -19,17 +19,25 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 site="$repo_root/.gpu_site"
 python_bin="${PYTHON:-python3}"
 
-prepare() {
+prepare() (
+  set -e
   # mmcv without its compiled ops is pure Python (these backbones use none of the ops), and so are the others:
   # they import on the GPU machine's own torch and Python. numpy, opencv, pyyaml and rich are already there.
   rm -rf "$site" && mkdir -p "$site"
-  "$python_bin" -m pip install --disable-pip-version-check -q --no-deps --target "$site" \
+  local pip=("$python_bin" -m pip --disable-pip-version-check -q)
+  "${pip[@]}" install --no-deps --target "$site" \
     mmengine==0.10.7 mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 addict yapf termcolor
-  MMCV_WITH_OPS=0 "$python_bin" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation \
-    --target "$site" mmcv==2.1.0
-  rm -rf "$site"/bin "$site"/*.dist-info/RECORD
+  # built without ops, mmcv names itself mmcv-lite, which a requirement 'mmcv==2.1.0' refuses: build the sdist's file
+  local sdist
+  sdist="$(mktemp -d)"
+  "${pip[@]}" download --no-deps --no-binary :all: -d "$sdist" mmcv==2.1.0
+  MMCV_WITH_OPS=0 "${pip[@]}" install --no-deps --no-build-isolation --target "$site" "$sdist"/mmcv-2.1.0.tar.gz
+  rm -rf "$sdist"
+  # the codebases' packaged configs (.mim) and test folders are not imported; the device carries 64 MiB in all
+  rm -rf "$site"/bin "$site"/*.dist-info/RECORD "$site"/*/.mim "$site"/tests "$site"/yapftests
+  "$python_bin" -c "import sys; sys.path.insert(0, '$site'); import mmcv; assert mmcv.__version__ == '2.1.0'"
   echo "[gpu_report] prepared $site ($(du -sm "$site" | cut -f1) MiB); carry .gpu_site to the GPU machine"
-}
+)
 
 run() {
   local out="$1" dry="${2:-}"
