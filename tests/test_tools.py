@@ -86,3 +86,20 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
     assert os.path.isfile(tmp_path / 'iter_4.pth')
     train_logs = [s for s in _last_scalars(str(tmp_path)) if 'loss' in s]
     assert [s['iter'] for s in train_logs] == [3, 4]
+
+
+def test_get_flops_counts_the_whole_detector_by_default_and_the_backbone_on_request(capsys):
+    sys.path.insert(0, os.path.join(REPO, 'tests'))
+    from config_checks import load_script
+    get_flops = load_script('tools/analysis_tools/get_flops.py', 'get_flops')
+    config = os.path.join(REPO, 'configs/demo/groupmixformer-m_demo_det.py')
+    rows = {}
+    for extra in ([], ['--backbone-only']):
+        get_flops.main([config, '--shape', '128', '160'] + extra)
+        cells = [c.strip() for c in capsys.readouterr().out.strip().splitlines()[-1].strip('|').split('|')]
+        rows[cells[4]] = float(cells[3])
+    # The Mask R-CNN heads (RPN, box and mask RoI heads) cost more than nothing on top of backbone + neck.
+    assert set(rows) == {'whole model', 'backbone + neck'}
+    assert rows['whole model'] > rows['backbone + neck'] * 1.2
+    with pytest.raises(SystemExit):
+        get_flops.main([config, '--shape', '1', '2', '3'])
