@@ -137,10 +137,10 @@ def build_target(name: str):
     from mmengine.registry import MODELS
     kind, arch = parse_target(name)
     if kind == 'config':
-        # the part get_flops counts: the classifier with its head, or a detector/segmentor up to the neck
+        # the classifier with its head, or a detector/segmentor up to the neck (get_flops --backbone-only)
         from get_flops import build_model
         from mixformer_mm.engine import load_config
-        return build_model(load_config(arch))
+        return build_model(load_config(arch), backbone_only=True)
     cfg = dict(type=kind, arch=arch, out_indices=(3, ), drop_path_rate=0.1)
     if kind == 'mmpretrain.ConvNeXt':
         cfg['gap_before_final_norm'] = False  # return the map, like the other backbones
