@@ -193,6 +193,7 @@ SWITCHES = [
     dict(),
     dict(shift_windows=True),
     dict(gld_pos='shared_interp'),
+    dict(gld_pos='from_input'),
     dict(gld_pos='none', global_pos='none'),
     dict(fusion_mode='add'),
     dict(fusion_mode='concat_linear'),
@@ -223,6 +224,37 @@ def test_gradients_reach_every_parameter(switches):
     if switches.get('gld_pos') == 'shared_interp':
         assert {'stages.0.pos_embed', 'stages.1.pos_proj.weight'} <= names
         assert not any('gld.pos_embed' in n for n in names)
+
+
+def test_position_from_input_is_the_input_resampled_onto_the_global_grid():
+    gld = GlobalDownsampling(4, (8, 16), with_pos=False, pos_from_input=True)
+    assert gld.global_hw == (4, 16) and not any('pos' in name for name, _ in gld.named_parameters())
+    for hw in ((8, 16), (8, 4), (13, 27), (3, 5)):  # reference size, narrower, larger and odd, smaller than Hg x Wg
+        fmap = torch.randn(2, 4, *hw)
+        tokens = fmap.flatten(2).transpose(1, 2)
+        out = gld(tokens, hw)
+        assert out.shape == (2, 64, 4)
+        shrinking = hw[0] > 4 or hw[1] > 16
+        expected_pos = F.interpolate(fmap, size=(4, 16), mode='bilinear', align_corners=False, antialias=shrinking)
+        with torch.no_grad():
+            gld.pos_from_input = False
+            fc_only = gld(tokens, hw)
+            gld.pos_from_input = True
+        assert torch.allclose(out - fc_only, expected_pos.flatten(2).transpose(1, 2), atol=1e-5), hw
+    # FlopAnalyzer cannot price the anti-aliased resamplings: GLD reports both, the FC's input and the position's
+    from mixformer_mm.models.backbones.maformer import antialiased_resize_macs
+    gld(torch.randn(2, 13 * 27, 4), (13, 27))
+    assert gld.uncounted_flops() == (antialiased_resize_macs((13, 27), (8, 16), 8)
+                                     + antialiased_resize_macs((13, 27), (4, 16), 8)) > 0
+
+
+def test_position_from_input_builds_no_embedding_and_refuses_a_gridless_ratio():
+    model = MAFormer(**TINY_KW, gld_pos='from_input')
+    assert not any('pos_embed' in name or 'pos_proj' in name for name, _ in model.named_parameters())
+    for size in ((64, 64), (45, 91), (224, 160)):
+        assert [tuple(o.shape[-2:]) for o in model(torch.randn(1, 3, *size))] == _expected_hw(*size)
+    with pytest.raises(ValueError, match="gld_pos='from_input'.*global grid"):
+        MAFormer(**TINY_KW, gld_pos='from_input', gld_ratio=0.3)
 
 
 def test_shared_interp_position_embedding_is_one_per_stage():

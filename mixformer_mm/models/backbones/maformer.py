@@ -37,7 +37,7 @@ from .base_backbone import HierarchicalBackbone
 
 HW = Tuple[int, int]
 GLD_RESIZE_MODES = ('bilinear', 'area')
-GLD_POS_MODES = ('per_block', 'shared_interp', 'none')
+GLD_POS_MODES = ('per_block', 'shared_interp', 'from_input', 'none')
 GLD_INIT_MODES = ('trunc_normal', 'pool')
 GLOBAL_POS_MODES = ('lepe', 'none')
 FUSION_MODES = ('cross_attn', 'add', 'concat_linear')
@@ -206,10 +206,15 @@ class WindowAttention(BaseModule):
 
 # --- 2. global branch: Global Learning with Down-sampling (GLD) ------------------------------------------------
 class GlobalDownsampling(BaseModule):
-    """GLD: a learned FC over the token axis, L0 -> Lg = round(N * L0) tokens, plus a position embedding.
+    """GLD: a learned FC over the token axis, L0 -> Lg = round(N * L0) tokens, plus a position term.
 
     Paper (via the third-party restatement): ``X_G = FC(X) + Pos(X)``, the FC acting on the flattened,
     channel-first tokens and shared by all channels. Its weight is ``Lg x L0`` and so tied to one token count.
+    The position term is a learned embedding (``with_pos``) or, with ``pos_from_input``, the other reading of the
+    paper's description ("the input's token-level position information is encoded into the global representation",
+    "Pos uses bilinear interpolation"): the block input itself, bilinearly resampled from its own grid onto the
+    global grid, so that global token (i, j) also carries what the input holds at its place. It has no parameters
+    and takes any input size.
 
     OUR DESIGN DECISION (spec 2.3): the FC is built for a fixed reference grid ``(H0, W0)``, the stage's grid at
     ``pretrain_img_size``. An input of another size is first resampled to ``(H0, W0)`` (bilinear, anti-aliased
@@ -220,7 +225,7 @@ class GlobalDownsampling(BaseModule):
     """
 
     def __init__(self, embed_dims: int, ref_hw: HW, ratio: float = 0.5, resize: str = 'bilinear',
-                 with_pos: bool = True, init: str = 'trunc_normal', init_cfg=None):
+                 with_pos: bool = True, init: str = 'trunc_normal', pos_from_input: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if resize not in GLD_RESIZE_MODES:
             raise ValueError(f'gld_resize must be one of {GLD_RESIZE_MODES}, got {resize!r}')
@@ -238,6 +243,12 @@ class GlobalDownsampling(BaseModule):
         if init == 'pool' and self.global_hw != (self.ref_hw[0] // 2, self.ref_hw[1]):
             raise ValueError("gld_init='pool' averages pairs of rows, so it needs gld_ratio=0.5 and an even "
                              f'reference height; got ratio {ratio} on {self.ref_hw}')
+        if pos_from_input and self.global_hw is None:
+            raise ValueError("gld_pos='from_input' resamples the input onto the global grid, which gld_ratio "
+                             f'{ratio} does not have on {self.ref_hw} (N * H0 must be whole rows)')
+        if pos_from_input and with_pos:
+            raise ValueError('GLD takes one position term: a learned embedding or the resampled input, not both')
+        self.pos_from_input = pos_from_input
         self.resize = resize
         self.init = init
         self.token_fc = nn.Linear(num_ref, self.num_global)
@@ -279,10 +290,14 @@ class GlobalDownsampling(BaseModule):
         shrinking = hw[0] > self.ref_hw[0] or hw[1] > self.ref_hw[1]
         self._uncounted_macs = (antialiased_resize_macs(hw, self.ref_hw, batch * channels)
                                 if self.resize == 'bilinear' and shrinking else 0)
+        fmap = channel_first.reshape(batch, channels, *hw)
         if tuple(hw) != self.ref_hw:
-            channel_first = resample_grid(channel_first.reshape(batch, channels, *hw), self.ref_hw, self.resize)
-            channel_first = channel_first.flatten(2)
+            channel_first = resample_grid(fmap, self.ref_hw, self.resize).flatten(2)
         tokens = self.token_fc(channel_first).transpose(1, 2)
+        if self.pos_from_input:
+            if hw[0] > self.global_hw[0] or hw[1] > self.global_hw[1]:
+                self._uncounted_macs += antialiased_resize_macs(hw, self.global_hw, batch * channels)
+            return tokens + resample_grid(fmap, self.global_hw, 'bilinear').flatten(2).transpose(1, 2)
         pos_embed = self.pos_embed if pos_embed is None else pos_embed
         return tokens if pos_embed is None else tokens + pos_embed
 
@@ -435,7 +450,7 @@ class MAFBlock(BaseModule):
 
     def __init__(self, embed_dims: int, num_heads: int, ref_hw: HW, window_size: int = 7, mlp_ratio: float = 4.,
                  drop_path_rate: float = 0., shift: bool = False, gld_ratio: float = 0.5,
-                 gld_resize: str = 'bilinear', gld_own_pos: bool = True, gld_init: str = 'trunc_normal',
+                 gld_resize: str = 'bilinear', gld_pos: str = 'per_block', gld_init: str = 'trunc_normal',
                  fusion_mode: str = 'cross_attn', fusion_ffn: bool = False, qkv_bias: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims)
@@ -445,8 +460,9 @@ class MAFBlock(BaseModule):
         self.ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
 
         self.norm_gld = nn.LayerNorm(embed_dims)
-        self.gld = GlobalDownsampling(embed_dims, ref_hw, gld_ratio, resize=gld_resize, with_pos=gld_own_pos,
-                                      init=gld_init)
+        self.gld = GlobalDownsampling(embed_dims, ref_hw, gld_ratio, resize=gld_resize,
+                                      with_pos=gld_pos == 'per_block', init=gld_init,
+                                      pos_from_input=gld_pos == 'from_input')
         self.fusion = AttentionFusion(embed_dims, num_heads, mode=fusion_mode, global_hw=self.gld.global_hw,
                                       qkv_bias=qkv_bias)
         self.fusion_ffn = None
@@ -546,7 +562,7 @@ class MAFormerStage(BaseModule):
                 blocks.append(MAFBlock(
                     embed_dims, num_heads, ref_hw, window_size=window_size, mlp_ratio=mlp_ratio,
                     drop_path_rate=drop_path_rates[i], shift=shift_windows and i % 2 == 1, gld_ratio=gld_ratio,
-                    gld_resize=gld_resize, gld_own_pos=gld_pos == 'per_block', gld_init=gld_init,
+                    gld_resize=gld_resize, gld_pos=gld_pos, gld_init=gld_init,
                     fusion_mode=fusion_mode, fusion_ffn=fusion_ffn, qkv_bias=qkv_bias))
             else:
                 blocks.append(GlobalBlock(embed_dims, num_heads, mlp_ratio=mlp_ratio,
@@ -685,7 +701,8 @@ class MAFormer(HierarchicalBackbone):
             this size). At this size GLD is exactly the paper's token FC; other sizes are resampled to it.
         gld_resize (str): ``'bilinear'`` (anti-aliased when shrinking) or ``'area'``.
         gld_pos (str): ``'per_block'`` (a learned embedding per MAF block, default), ``'shared_interp'`` (one per
-            stage, the second stage's a resized and linearly mapped copy of the first's) or ``'none'``.
+            stage, the second stage's a resized and linearly mapped copy of the first's), ``'from_input'`` (no
+            parameters: the block input bilinearly resampled onto the global grid) or ``'none'``.
         gld_init (str): ``'trunc_normal'`` (std 0.02, default) or ``'pool'`` (GLD starts as 2-row average pooling).
         global_pos (str): Position term of the global blocks: ``'lepe'`` (CSWin's, default) or ``'none'``.
         fusion_mode (str): ``'cross_attn'`` (paper, default), ``'add'`` or ``'concat_linear'`` (ablations, ours).
