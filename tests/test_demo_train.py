@@ -4,8 +4,9 @@ the checkpoint through tools/test.py.
 Each demo config (configs/demo/) runs for a fraction of its schedule on the embedded demo data; the test reads the
 final validation metric from the run's JSON log (``<work_dir>/<timestamp>/vis_data/scalars.json``) and asserts that
 it is clearly above what a trivial model scores. tools/test.py then evaluates the saved checkpoint on the same split:
-it must reproduce the validation metrics and dump the predictions with ``--out``. The selected demos are started
-together, one thread each, which uses 2 CPU cores better than one two-thread run after another.
+it must reproduce the validation metrics and dump the predictions with ``--out`` (a pickle; for mmseg a folder of
+label maps). The selected demos are started together, one thread each, which uses 2 CPU cores better than one
+two-thread run after another.
 """
 import glob
 import json
@@ -58,7 +59,7 @@ def demo_runs(request, tmp_path_factory):
         train = [sys.executable, TRAIN, config, '--work-dir', work_dir, '--cfg-options',
                  *_short_schedule(iters, warmup)]
         test = [sys.executable, TEST, config, osp.join(work_dir, f'iter_{iters}.pth'),
-                '--work-dir', osp.join(work_dir, 'test'), '--out', osp.join(work_dir, 'predictions.pkl')]
+                '--work-dir', osp.join(work_dir, 'test'), '--out', osp.join(work_dir, _out_name(config))]
         script = f'{shlex.join(train)} && {shlex.join(test)}'
         with open(log, 'w') as out:
             proc = subprocess.Popen(['bash', '-c', script], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -92,10 +93,27 @@ def _final_metrics(demo_runs, task: str):
     assert test_logs, f'tools/test.py wrote no <timestamp>/<timestamp>.json under {test_dir}'
     with open(test_logs[-1]) as f:
         test_metrics = json.load(f)
-    with open(osp.join(work_dir, 'predictions.pkl'), 'rb') as f:
-        predictions = pickle.load(f)
-    assert len(predictions) == NUM_VAL[task], (len(predictions), NUM_VAL[task])
+    _check_dumped_predictions(osp.join(work_dir, _out_name(DEMOS[task][0])), NUM_VAL[task])
     return metrics[-1], test_metrics
+
+
+def _out_name(config: str) -> str:
+    """What ``--out`` names: a pickle file, except for mmseg configs, whose --out is a folder of label maps."""
+    return 'label_maps' if '_seg' in osp.basename(config) else 'predictions.pkl'
+
+
+def _check_dumped_predictions(out: str, count: int) -> None:
+    if osp.isdir(out):
+        maps = [name for name in os.listdir(out) if name.endswith('.png')]
+        assert len(maps) == len(os.listdir(out)) == count, (len(maps), count)
+        return
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == count, (len(predictions), count)
+    instances = [p['pred_instances'] for p in predictions if 'pred_instances' in p]
+    if instances:  # mmdet's dump: masks RLE-encoded, no ground truth
+        assert not any('gt_instances' in p for p in predictions)
+        assert all(isinstance(m, dict) and 'counts' in m for i in instances for m in i.get('masks', []))
 
 
 @pytest.mark.timeout(TIMEOUT + 60)
@@ -148,12 +166,11 @@ def test_demo_config_trains_and_tests_end_to_end(config, tmp_path):
     validated = [r for r in records if 'lr' not in r]
     assert validated, 'no validation metrics were logged'
 
-    predictions = tmp_path / 'predictions.pkl'
+    predictions = tmp_path / _out_name(config)
     test = [sys.executable, TEST, config, str(checkpoint), '--work-dir', str(tmp_path / 'test'), '--out',
             str(predictions), '--cfg-options', *('test_dataloader.' + s for s in subset)]
     result = subprocess.run(test, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(predictions, 'rb') as f:
-        assert len(pickle.load(f)) == 16
+    _check_dumped_predictions(str(predictions), 16)
     metric_names = [k for k in validated[-1] if k not in ('step', 'time', 'data_time', 'iter')]
     assert metric_names and all(name in result.stdout + result.stderr for name in metric_names), metric_names
