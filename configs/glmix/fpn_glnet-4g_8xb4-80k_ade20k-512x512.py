@@ -8,23 +8,15 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     # 80k iterations, validation and checkpoints every 8k
     'mmseg::_base_/schedules/schedule_80k.py',
-    '../_base_/mixformer_mm.py',
+    '../_base_/models/glnet-4g_dense.py',
 ]
 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,  # the parent's ResNet weights; ours come from the backbone's init_cfg
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        arch='4g',
-        out_indices=(0, 1, 2, 3),
-        extra_norms=True,
-        drop_path_rate=0.15,  # BiFormer-S's value
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet-4g_in1k_backbone.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]),
+    backbone={{_base_.glnet_4g_sfpn}},
+    neck=dict(in_channels={{_base_.glnet_4g_widths}}),
     decode_head=dict(num_classes=150))
 
 # AdamW lr 2e-4, wd 1e-4 (decay on all parameters); 1000 warm-up iterations from 0.1 x lr, then cosine to

@@ -5,22 +5,14 @@ _base_ = [
     # a 384-600 random crop and then the 480-800 resize; 8 GPUs x 2 images; AdamW lr 1e-4, wd 0.05; steps at
     # 27/33; 1000-iteration linear warm-up. Its Swin backbone is replaced below.
     'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
-    '../_base_/mixformer_mm.py',
+    '../_base_/models/glnet-4g_dense.py',
 ]
 
 pretrained = None  # the parent's Swin-T weights URL, not used here
 
+# the 1x backbone; its drop path is assumed for 3x too (no 3x value is published)
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        arch='4g',
-        out_indices=(0, 1, 2, 3),
-        extra_norms=True,
-        drop_path_rate=0.2,  # assumed: as 1x
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet-4g_in1k_backbone.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+    backbone={{_base_.glnet_4g_det}},
+    neck=dict(in_channels={{_base_.glnet_4g_widths}}))
 
-optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.))  # no weight decay on norms
+optim_wrapper = dict(paramwise_cfg={{_base_.norm_without_decay}})  # no weight decay on norms

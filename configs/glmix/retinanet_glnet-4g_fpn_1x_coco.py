@@ -4,23 +4,14 @@ _base_ = [
     # FPN P3-P7 with the two extra levels convolved from the last backbone output ('on_input').
     # Its ResNet backbone and SGD optimiser are replaced below.
     'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-    '../_base_/mixformer_mm.py',
+    '../_base_/models/glnet-4g_dense.py',
 ]
 
+# Mask R-CNN's detection backbone (drop path 0.2 assumed for RetinaNet: BiFormer's RetinaNet value is not in its
+# configs) on stages 1-3; the FPN takes all three (start_level=0)
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        arch='4g',
-        # the FPN starts at stride 8: stage 0 is not returned (BiFormer passes it and FPN's start_level=1 skips
-        # it; the same FPN, without an extra norm that would never receive a gradient)
-        out_indices=(1, 2, 3),
-        extra_norms=True,
-        drop_path_rate=0.2,  # assumed: as Mask R-CNN
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet-4g_in1k_backbone.pth')),
-    neck=dict(in_channels=[128, 256, 512], start_level=0))
+    backbone={{_base_.glnet_4g_det_p3}},
+    neck=dict(in_channels={{_base_.glnet_4g_p3_widths}}, start_level=0))
 
 # AdamW lr 1e-4, wd 1e-4 (decay on all parameters); BiFormer trained with fp16 AMP (`tools/train.py --amp`)
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4))

@@ -5,23 +5,15 @@ _base_ = [
     # 1e-6 x lr, then poly (power 1.0) to 0; UperHead on all four stages, auxiliary FCN head on stage 2.
     # Its Swin backbone is replaced below.
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
-    '../_base_/mixformer_mm.py',
+    '../_base_/models/glnet-4g_dense.py',
 ]
 
 checkpoint_file = None  # the parent's Swin-T weights URL, not used here
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='GLNet',
-        arch='4g',
-        out_indices=(0, 1, 2, 3),
-        extra_norms=True,
-        drop_path_rate=0.3,  # BiFormer-S's value
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/glnet-4g_in1k_backbone.pth')),
-    decode_head=dict(in_channels=[64, 128, 256, 512]),
+    backbone={{_base_.glnet_4g_upernet}},
+    decode_head=dict(in_channels={{_base_.glnet_4g_widths}}),
     auxiliary_head=dict(in_channels=256))
 
 # no weight decay on norm parameters (replaces the parent's Swin-specific keys)
-optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.))
+optim_wrapper = dict(paramwise_cfg={{_base_.norm_without_decay}})
