@@ -3,6 +3,7 @@ _base_ = './fpn_dgt-t_8xb2-80k_ade20k-512x512.py'
 # the ImageNet-1K classifier trained with configs/dgt/dgt-s_8xb128_in1k.py
 checkpoint = 'checkpoints/dgt-s_in1k.pth'
 
+# drop path assumed (DGT publishes no dense recipe): S's ImageNet value (configs/dgt/dgt-s_8xb128_in1k.py)
 model = dict(
-    backbone=dict(arch='s', drop_path_rate=0.3, init_cfg=dict(checkpoint=checkpoint)),  # spec section 7
+    backbone=dict(arch='s', drop_path_rate=0.3, init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[96, 192, 384, 768]))

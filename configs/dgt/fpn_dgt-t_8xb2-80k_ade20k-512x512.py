@@ -1,5 +1,5 @@
 # Semantic FPN, ADE20K, 512x512 crops, 80k iterations, 8 GPUs x 2 images (total 16), DGT-T. The settings are the
-# PVT/PoolFormer-family defaults (ASSUMED; our spec names only UperNet), see README.md.
+# PVT/PoolFormer-family defaults (ASSUMED; DGT's standard protocol names only UperNet), see README.md.
 _base_ = [
     # FPN (256 channels, 4 levels) + FPNHead (128 channels); its ResNet backbone is replaced below
     'mmseg::_base_/models/fpn_r50.py',

@@ -3,6 +3,7 @@ _base_ = './mask-rcnn_dgt-t_fpn_ms-3x_coco.py'
 # the ImageNet-1K classifier trained with configs/dgt/dgt-b_8xb128_in1k.py
 checkpoint = 'checkpoints/dgt-b_in1k.pth'
 
+# drop path assumed (DGT publishes no dense recipe): one step below B's ImageNet 0.5 (configs/dgt/dgt-b_8xb128_in1k.py)
 model = dict(
-    backbone=dict(arch='b', drop_path_rate=0.4, init_cfg=dict(checkpoint=checkpoint)),  # spec section 7
+    backbone=dict(arch='b', drop_path_rate=0.4, init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -1,4 +1,4 @@
-# Mask R-CNN + FPN, 1x (12 epochs), COCO, DGT-T. The recipe is our spec's (section 7, ASSUMED), see README.md.
+# Mask R-CNN + FPN, 1x (12 epochs), COCO, DGT-T. The recipe is assumed (the family's standard), see README.md.
 _base_ = [
     # Swin-T Mask R-CNN 1x: 1333x800 single scale, 8 GPUs x 2 images (batch 16), AdamW lr 1e-4, wd 0.05, steps at
     # 8/11, 1000-iteration linear warm-up. Its Swin backbone is replaced below.

@@ -1,5 +1,5 @@
-# Mask R-CNN + FPN, 3x (36 epochs) with multi-scale training, COCO, DGT-T. The recipe is our spec's (section 7,
-# ASSUMED): short side 480-800 in steps of 32, long side <= 1333, flip; no random crop. See README.md.
+# Mask R-CNN + FPN, 3x (36 epochs) with multi-scale training, COCO, DGT-T. The recipe is assumed (the family's
+# standard): short side 480-800 in steps of 32, long side <= 1333, flip; no random crop. See README.md.
 _base_ = './mask-rcnn_dgt-t_fpn_1x_coco.py'
 
 train_pipeline = [

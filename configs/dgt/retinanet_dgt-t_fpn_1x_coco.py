@@ -1,4 +1,4 @@
-# RetinaNet + FPN, 1x (12 epochs), COCO, DGT-T. The recipe is our spec's (section 7, ASSUMED), see README.md.
+# RetinaNet + FPN, 1x (12 epochs), COCO, DGT-T. The recipe is assumed (the family's standard), see README.md.
 _base_ = [
     # RetinaNet R-50 1x: 1333x800 single scale, 8 GPUs x 2 images, steps at 8/11, 500-iteration linear warm-up;
     # FPN on strides 8-32 plus two extra levels (P3-P7). Its ResNet backbone and SGD optimiser are replaced below.

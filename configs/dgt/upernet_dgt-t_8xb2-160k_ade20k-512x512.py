@@ -1,4 +1,4 @@
-# UperNet, ADE20K, 512x512 crops, 160k iterations, DGT-T. The recipe is our spec's (section 7, ASSUMED), see
+# UperNet, ADE20K, 512x512 crops, 160k iterations, DGT-T. The recipe is assumed (the family's standard), see
 # README.md.
 _base_ = [
     # Swin-T UperNet: 8 GPUs x 2 images (total 16), AdamW lr 6e-5, wd 0.01, 1500-iteration linear warm-up then

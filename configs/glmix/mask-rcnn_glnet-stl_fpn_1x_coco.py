@@ -2,6 +2,6 @@
 _base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
 
 model = dict(
-    backbone=dict(arch='stl', drop_path_rate=0.2,  # assumed: Swin-T's detection value
+    backbone=dict(arch='stl', drop_path_rate=0.2,  # assumed: Swin-T's value in mmdet
                   init_cfg=dict(checkpoint='checkpoints/glnet-stl_in1k_backbone.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))

@@ -2,6 +2,6 @@
 _base_ = './retinanet_glnet-4g_fpn_1x_coco.py'
 
 model = dict(
-    backbone=dict(arch='16g', drop_path_rate=0.4,  # assumed: the variant's ImageNet value
+    backbone=dict(arch='16g', drop_path_rate=0.4,  # assumed: this variant's ImageNet value (official README)
                   init_cfg=dict(checkpoint='checkpoints/glnet-16g_in1k_backbone.pth')),
     neck=dict(in_channels=[256, 512, 1024]))

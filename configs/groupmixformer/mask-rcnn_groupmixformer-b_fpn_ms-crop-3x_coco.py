@@ -4,6 +4,7 @@ _base_ = './mask-rcnn_groupmixformer-t_fpn_ms-crop-3x_coco.py'
 #     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
 checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
 
+# drop path assumed: B's ImageNet value (0.5, official config); no dense-task value is published
 model = dict(
-    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[200, 240, 320, 480]))

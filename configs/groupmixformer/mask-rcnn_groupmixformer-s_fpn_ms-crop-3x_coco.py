@@ -4,6 +4,7 @@ _base_ = './mask-rcnn_groupmixformer-t_fpn_ms-crop-3x_coco.py'
 #     checkpoints/groupmixformer-s_in1k_backbone.pth --backbone-only
 checkpoint = 'checkpoints/groupmixformer-s_in1k_backbone.pth'
 
+# drop path assumed: S's ImageNet value (0.2, official config); no dense-task value is published
 model = dict(
-    backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[80, 160, 320, 320]))

@@ -4,7 +4,8 @@ _base_ = './upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py'
 #     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
 checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
 
+# drop path assumed: B's ImageNet value (0.5, official config); no dense-task value is published
 model = dict(
-    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    backbone=dict(arch='b', drop_path_rate=0.5, init_cfg=dict(checkpoint=checkpoint)),
     decode_head=dict(in_channels=[200, 240, 320, 480]),
     auxiliary_head=dict(in_channels=320))

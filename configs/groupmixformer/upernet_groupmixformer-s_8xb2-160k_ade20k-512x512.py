@@ -4,7 +4,8 @@ _base_ = './upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py'
 #     checkpoints/groupmixformer-s_in1k_backbone.pth --backbone-only
 checkpoint = 'checkpoints/groupmixformer-s_in1k_backbone.pth'
 
+# drop path assumed: S's ImageNet value (0.2, official config); no dense-task value is published
 model = dict(
-    backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),  # drop path assumed
+    backbone=dict(arch='s', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),
     decode_head=dict(in_channels=[80, 160, 320, 320]),
     auxiliary_head=dict(in_channels=320))

@@ -11,7 +11,7 @@ model = dict(
         type='GroupMixFormer',
         arch='t',
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
+        drop_path_rate=0.1,  # assumed: T's ImageNet value (official config), as configs/groupmixformer/
         norm_cfg=dict(type='SyncBN', requires_grad=True),  # dict(type='BN', requires_grad=True) on one GPU
         # made by tools/model_converters/groupmixformer2mmpretrain.py ... --backbone-only
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/groupmixformer-t_in1k_backbone.pth')),

@@ -1,7 +1,7 @@
 # DGT-T as the backbone of the COCO and ADE20K configs in configs/dgt/. Each T config puts `{{_base_.dgt_t}}` in
 # place of its parent's backbone; the S and B configs inherit a T config and change arch, drop path, checkpoint and
-# the widths read by the neck or heads. No DGT dense-task recipe could be read: the settings are our spec's
-# (section 7, ASSUMED: the standard protocol of this model family), see configs/dgt/README.md.
+# the widths read by the neck or heads. No DGT dense-task recipe could be read: the settings are assumed, the
+# standard protocol of this model family (Swin/CSWin/Pale), see configs/dgt/README.md.
 _base_ = ['../mixformer_mm.py']
 
 # The ImageNet-1K classifier trained with configs/dgt/dgt-t_8xb128_in1k.py (no official DGT weights exist);
@@ -13,8 +13,8 @@ dgt_t = dict(
     type='DGT',
     arch='t',
     out_indices=(0, 1, 2, 3),
-    drop_path_rate=0.2,  # spec section 7: 0.2 / 0.3 / 0.4 for T / S / B
-    # groups and top-k per stage as pre-trained (G = 64/16/4/1, k = 64): the spec's default for fine-tuning;
+    drop_path_rate=0.2,  # assumed: T's ImageNet value (DGT publishes no dense recipe); S 0.3, B 0.4
+    # groups and top-k per stage as pre-trained (G = 64/16/4/1, k = 64): our default for fine-tuning;
     # groups='auto' (G follows the resolution) is the ablation
     groups='fixed',
     norm_cfg=dict(type='SyncBN', requires_grad=True),  # the stem's BatchNorm

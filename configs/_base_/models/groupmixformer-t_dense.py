@@ -14,7 +14,7 @@ groupmixformer_t = dict(
     type='GroupMixFormer',
     arch='t',
     out_indices=(0, 1, 2, 3),
-    drop_path_rate=0.1,  # assumed: the ImageNet value (the dense-task value is not published)
+    drop_path_rate=0.1,  # assumed: T's ImageNet value (official config); no dense-task value is published
     norm_cfg=dict(type='SyncBN', requires_grad=True),
     norm_eval=False,  # assumed
     init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
