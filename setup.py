@@ -20,6 +20,9 @@ setup(
     # The OpenMMLab stack (torch, mmcv with ops, mmengine, mmpretrain, mmdet, mmseg) is installed by
     # tools/install.sh, because mmcv must be compiled against the user's torch.
     install_requires=['numpy', 'pillow'],
+    # tools/train.py --tensorboard (mmengine's TensorboardVisBackend writes through torch.utils.tensorboard);
+    # matplotlib, for tools/analysis_tools/plot_curves.py, comes with mmengine.
+    extras_require={'tensorboard': ['tensorboard']},
     license='MIT',
     zip_safe=False,
 )

@@ -2,6 +2,7 @@
 
     python tools/train.py configs/demo/groupmixformer-m_demo_cls.py
     python tools/train.py CONFIG --work-dir work_dirs/x --resume            # continue from the latest checkpoint
+    python tools/train.py CONFIG --tensorboard                              # also log to TensorBoard
     bash tools/dist_train.sh CONFIG 8                                       # 8 processes via torchrun
 """
 import argparse
@@ -30,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help="also log scalars to TensorBoard (WORK_DIR/<timestamp>/vis_data/events.out.tfevents.*), "
+                        "next to the config's own visualizer backends; needs `pip install tensorboard`")
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -56,11 +60,30 @@ def build_cfg(args):
         cfg.auto_scale_lr.enable = True
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.tensorboard:
+        add_tensorboard(cfg)
     if args.resume is not None:
         # mmengine's own auto-resume trusts last_checkpoint blindly; ours skips files a crash left broken
         cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir, args.resume, log=_stderr)
     add_default_hooks(cfg, DEFAULT_TRAIN_HOOKS + (dict(type='CheckpointFitHook', strict=bool(cfg.get('resume'))), ))
     return cfg
+
+
+def add_tensorboard(cfg):
+    # mmengine forbids a key defined by two bases and replaces lists on merge, so a `_base_` file cannot add a
+    # backend to the `visualizer` every runtime defines; appending here keeps the codebase's visualizer type and
+    # its LocalVisBackend (scalars.json, which tools/analysis_tools/plot_curves.py reads).
+    try:
+        import tensorboard  # noqa: F401  (torch.utils.tensorboard's SummaryWriter, which mmengine uses, needs it)
+    except ImportError:
+        raise ImportError('--tensorboard needs the tensorboard package: pip install tensorboard '
+                          '(or pip install -e ".[tensorboard]")') from None
+    if cfg.get('visualizer') is None:  # what mmengine's Runner builds without one
+        cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    backends = list(cfg.visualizer.get('vis_backends') or [])
+    if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
 
 
 def _stderr(message):
