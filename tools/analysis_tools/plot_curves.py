@@ -141,8 +141,6 @@ def plot(runs, keys, out=None):
     if out is not None:
         matplotlib.use('Agg')  # writing a file needs no display
     import matplotlib.pyplot as plt
-    if out is None and plt.get_backend().lower() == 'agg':
-        raise CurveError('no display to show the figure on (matplotlib fell back to Agg): pass --out FILE')
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows), squeeze=False)
@@ -187,7 +185,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.out is not None:
+        if args.out is None:
+            import matplotlib.pyplot as plt
+            if plt.get_backend().lower() == 'agg':
+                raise CurveError('no display to show the figure on (matplotlib fell back to Agg): pass --out FILE')
+        else:
             from matplotlib.backend_bases import FigureCanvasBase
             suffix = Path(args.out).suffix.lstrip('.').lower()
             supported = FigureCanvasBase.get_supported_filetypes()
