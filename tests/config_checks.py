@@ -3,6 +3,7 @@ and the checks every backbone's configs must pass (the model runs, the optimizer
 import copy
 import functools
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,18 @@ def gpus_and_batch(path: str):
 def load_config(path: str) -> Config:
     # Config.fromfile runs the config's custom_imports: this fails unless `mixformer_mm` imports.
     return Config.fromfile(str(ROOT / path))
+
+
+def pretrained_checkpoint(init_cfg) -> str:
+    """The file name of a backbone's Pretrained init_cfg, checked to be the ImageNet classifier's `backbone.` part
+    at an absolute path in the repository's checkpoints/ folder, as every dense config loads it."""
+    assert init_cfg is not None and init_cfg['type'] == 'Pretrained', f'not a Pretrained init_cfg: {init_cfg}'
+    assert init_cfg.get('prefix') == 'backbone.', f'the classifier\'s backbone. part is not selected: {init_cfg}'
+    path = Path(init_cfg['checkpoint'])
+    assert path.is_absolute(), f'{path} depends on the current directory'
+    resolved = Path(os.path.normpath(path))
+    assert resolved.parent == ROOT / 'checkpoints', f'{path} is not in {ROOT / "checkpoints"}'
+    return resolved.name
 
 
 def task_of(cfg: Config) -> str:

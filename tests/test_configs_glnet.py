@@ -11,7 +11,7 @@ import pytest
 
 from tests.config_checks import (ROOT, arch_in_name, cached_model, check_dump_round_trip, check_imports_mixformer_mm,
                                  check_model_runs, check_weight_decay, config_id, in1k_learning_rates, load_config,
-                                 task_of)
+                                 pretrained_checkpoint, task_of)
 
 CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/glmix').glob('*.py'))
 DEMOS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/demo').glob('glnet*.py'))
@@ -38,7 +38,7 @@ EXPECTED_FILES = (
     + ['configs/glmix/mask-rcnn_glnet-stl_fpn_1x_coco.py',
        'configs/glmix/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'])
 
-DENSE_CHECKPOINT = re.compile(r'^checkpoints/glnet-(stl|4g|9g|16g)_in1k_backbone\.pth$')
+DENSE_CHECKPOINT = re.compile(r'^glnet-(stl|4g|9g|16g)_in1k\.pth$')  # the classifier, as the converter writes it
 
 
 def _arch(path: str) -> str:
@@ -105,10 +105,9 @@ def test_dense_recipe_and_backbone_checkpoint(path):
     cfg = load_config(path)
     name = Path(path).name
     backbone = cfg.model.backbone
-    match = DENSE_CHECKPOINT.match(backbone.init_cfg['checkpoint'])
-    assert backbone.init_cfg['type'] == 'Pretrained' and match, f'{path}: {backbone.init_cfg}'
+    match = DENSE_CHECKPOINT.match(pretrained_checkpoint(backbone.init_cfg))
+    assert match, f'{path}: {backbone.init_cfg}'
     assert match.group(1) == backbone.arch, f'{path}: checkpoint of another variant'
-    assert 'prefix' not in backbone.init_cfg  # backbone-only checkpoints carry no `backbone.` prefix
     assert backbone.extra_norms is True and backbone.get('final_norm', False) is False
     assert cfg.model.get('pretrained') is None  # a model-level `pretrained` would be passed to our backbone
     optimizer = cfg.optim_wrapper.optimizer

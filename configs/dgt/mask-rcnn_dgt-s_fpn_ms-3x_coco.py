@@ -1,7 +1,7 @@
 _base_ = './mask-rcnn_dgt-t_fpn_ms-3x_coco.py'
 
 # the ImageNet-1K classifier trained with configs/dgt/dgt-s_8xb128_in1k.py
-checkpoint = 'checkpoints/dgt-s_in1k.pth'
+checkpoint = '{{ fileDirname }}/../../checkpoints/dgt-s_in1k.pth'
 
 # drop path assumed (DGT publishes no dense recipe): S's ImageNet value (configs/dgt/dgt-s_8xb128_in1k.py)
 model = dict(

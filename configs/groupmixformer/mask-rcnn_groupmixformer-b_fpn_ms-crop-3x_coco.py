@@ -1,8 +1,9 @@
 _base_ = './mask-rcnn_groupmixformer-t_fpn_ms-crop-3x_coco.py'
 
-# python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
-#     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
-checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
+# the ImageNet classifier converted from the official weights (README.md), in <repo>/checkpoints/:
+#   python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
+#       checkpoints/groupmixformer-b_in1k.pth
+checkpoint = '{{ fileDirname }}/../../checkpoints/groupmixformer-b_in1k.pth'
 
 # drop path assumed: B's ImageNet value (0.5, official config); no dense-task value is published
 model = dict(

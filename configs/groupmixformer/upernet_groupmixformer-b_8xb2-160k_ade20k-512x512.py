@@ -1,8 +1,9 @@
 _base_ = './upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py'
 
-# python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
-#     checkpoints/groupmixformer-b_in1k_backbone.pth --backbone-only
-checkpoint = 'checkpoints/groupmixformer-b_in1k_backbone.pth'
+# the ImageNet classifier converted from the official weights (README.md), in <repo>/checkpoints/:
+#   python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_base.pth \
+#       checkpoints/groupmixformer-b_in1k.pth
+checkpoint = '{{ fileDirname }}/../../checkpoints/groupmixformer-b_in1k.pth'
 
 # drop path assumed: B's ImageNet value (0.5, official config); no dense-task value is published
 model = dict(

@@ -1,7 +1,7 @@
 _base_ = './mask-rcnn_maformer-s_fpn_1x_coco.py'
 
 # trained with configs/maformer/maformer-l_8xb128_in1k.py (no public MAFormer weights)
-checkpoint = 'checkpoints/maformer-l_in1k.pth'
+checkpoint = '{{ fileDirname }}/../../checkpoints/maformer-l_in1k.pth'
 
 # drop path assumed (MAFormer publishes no dense recipe): 0.3, the top of the range of Swin's dense
 # configs (0.2 in mmdet, 0.3 in mmseg), as B; gradient checkpointing to fit L's activations (README.md)

@@ -13,7 +13,9 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,  # assumed: T's ImageNet value (official config), as configs/groupmixformer/
         norm_cfg=dict(type='SyncBN', requires_grad=True),  # dict(type='BN', requires_grad=True) on one GPU
-        # made by tools/model_converters/groupmixformer2mmpretrain.py ... --backbone-only
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/groupmixformer-t_in1k_backbone.pth')),
+        # the ImageNet classifier made by tools/model_converters/groupmixformer2mmpretrain.py (README.md); its
+        # `backbone.` part, the path resolved from this file's folder
+        init_cfg=dict(type='Pretrained', checkpoint='{{ fileDirname }}/../../checkpoints/groupmixformer-t_in1k.pth',
+                      prefix='backbone.')),
     # 3. the FPN takes GroupMixFormer-T's stage widths instead of ResNet's [256, 512, 1024, 2048]
     neck=dict(in_channels=[80, 160, 200, 240]))

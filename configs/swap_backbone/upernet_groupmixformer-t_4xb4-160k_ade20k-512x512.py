@@ -15,8 +15,10 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,  # assumed: T's ImageNet value (official config), as configs/groupmixformer/
         norm_cfg=dict(type='SyncBN', requires_grad=True),  # dict(type='BN', requires_grad=True) on one GPU
-        # made by tools/model_converters/groupmixformer2mmpretrain.py ... --backbone-only
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/groupmixformer-t_in1k_backbone.pth')),
+        # the ImageNet classifier made by tools/model_converters/groupmixformer2mmpretrain.py (README.md); its
+        # `backbone.` part, the path resolved from this file's folder
+        init_cfg=dict(type='Pretrained', checkpoint='{{ fileDirname }}/../../checkpoints/groupmixformer-t_in1k.pth',
+                      prefix='backbone.')),
     # 4. the heads take GroupMixFormer-T's stage widths instead of ResNet's
     decode_head=dict(in_channels=[80, 160, 200, 240]),  # all four stages
     auxiliary_head=dict(in_channels=200))  # stage 2 (in_index=2)

@@ -3,8 +3,10 @@
     python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth glnet-4g_in1k.pth
     python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth glnet-4g_in1k_backbone.pth --backbone-only
 
-The first writes a checkpoint for configs/glmix/glnet-4g_*_in1k.py (loads with strict=True); the second a
-backbone-only one for detection/segmentation ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
+The first writes the classifier: configs/glmix/glnet-4g_*_in1k.py loads it with strict=True, the COCO/ADE20K
+configs its backbone part (``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``) from
+checkpoints/glnet-4g_in1k.pth. The second writes the backbone alone, without the prefix, for
+``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 Official training checkpoints hold ``model`` and, with EMA, ``model_ema``; by default the official loader's choice
 is taken (``model_ema`` for GLNet-16G, ``model`` otherwise), ``--weights`` overrides it. The variant is recognised
 from the tensor shapes; keys that do not fit any variant are reported by name.

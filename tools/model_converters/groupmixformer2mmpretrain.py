@@ -4,8 +4,10 @@
     python tools/model_converters/groupmixformer2mmpretrain.py groupmixformer_small.pth gmf-s_backbone.pth \
         --backbone-only
 
-The first writes a checkpoint for configs/groupmixformer/groupmixformer-s_*_in1k.py (loads with strict=True);
-the second a backbone-only one for detection/segmentation ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
+The first writes the classifier: configs/groupmixformer/groupmixformer-s_*_in1k.py loads it with strict=True, the
+COCO/ADE20K configs its backbone part (``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``)
+from checkpoints/groupmixformer-s_in1k.pth. The second writes the backbone alone, without the prefix, for
+``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 The variant is recognised from the tensor shapes; keys that do not fit any variant are reported by name.
 """
 import argparse

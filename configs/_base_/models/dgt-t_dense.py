@@ -5,8 +5,11 @@
 _base_ = ['../mixformer_mm.py']
 
 # The ImageNet-1K classifier trained with configs/dgt/dgt-t_8xb128_in1k.py (no official DGT weights exist);
-# its `backbone.` part is loaded.
-checkpoint = 'checkpoints/dgt-t_in1k.pth'
+# its `backbone.` part is loaded. Copy the checkpoint its training writes (work_dirs/.../epoch_300.pth) to
+# <repo>/checkpoints/dgt-t_in1k.pth.
+# Resolved from this file's folder ({{ fileDirname }}, which mmengine fills in when it reads the file), so
+# the path is <repo>/checkpoints/ whatever the current directory.
+checkpoint = '{{ fileDirname }}/../../../checkpoints/dgt-t_in1k.pth'
 
 dgt_t = dict(
     _delete_=True,  # drops the parent's backbone keys (ResNet's depth, style, ...; Swin's window_size, ...)

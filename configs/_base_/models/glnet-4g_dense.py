@@ -5,10 +5,14 @@
 # has 4G's macro layout), see configs/glmix/README.md.
 _base_ = ['../mixformer_mm.py']
 
-# ImageNet-1K backbone weights, made from the official checkpoint with
-#   python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth \
-#       checkpoints/glnet-4g_in1k_backbone.pth --backbone-only
-checkpoint = 'checkpoints/glnet-4g_in1k_backbone.pth'
+# The ImageNet-1K classifier, converted from the official checkpoint (configs/glmix/README.md) with
+#   python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth checkpoints/glnet-4g_in1k.pth
+# or trained with configs/glmix/glnet-4g_16xb128_in1k.py. Its `backbone.` part is loaded, as mmdet/mmseg load
+# mmpretrain classifiers into Swin and ConvNeXt; the final norm and the head are ignored, the output norms
+# (extra_norms) are new.
+# Resolved from this file's folder ({{ fileDirname }}, which mmengine fills in when it reads the file), so
+# the path is <repo>/checkpoints/ whatever the current directory.
+checkpoint = '{{ fileDirname }}/../../../checkpoints/glnet-4g_in1k.pth'
 
 glnet_4g = dict(
     _delete_=True,  # drops the parent's backbone keys (ResNet's depth, style, ...; Swin's window_size, ...)
@@ -16,7 +20,7 @@ glnet_4g = dict(
     arch='4g',
     out_indices=(0, 1, 2, 3),
     extra_norms=True,  # one new LayerNorm per output, as BiFormer's dense wrappers
-    init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.'))
 glnet_4g_widths = [64, 128, 256, 512]
 
 # Detection: frozen BN statistics in the downsampling layers (BN weights still train), as BiFormer's detection

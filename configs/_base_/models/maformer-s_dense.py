@@ -5,8 +5,11 @@
 _base_ = ['../mixformer_mm.py']
 
 # No MAFormer weights are public: train configs/maformer/maformer-s_8xb256_in1k.py first and copy its (EMA)
-# checkpoint here. The classifier's keys carry the `backbone.` prefix, hence `prefix` below; out_norms 0-2 are new.
-checkpoint = 'checkpoints/maformer-s_in1k.pth'
+# checkpoint to <repo>/checkpoints/maformer-s_in1k.pth. The classifier's keys carry the `backbone.` prefix, hence
+# `prefix` below; out_norms 0-2 are new.
+# Resolved from this file's folder ({{ fileDirname }}, which mmengine fills in when it reads the file), so
+# the path is <repo>/checkpoints/ whatever the current directory.
+checkpoint = '{{ fileDirname }}/../../../checkpoints/maformer-s_in1k.pth'
 
 maformer_s = dict(
     _delete_=True,  # drops the parent's backbone keys (ResNet's depth, style, ...; Swin's window_size, ...)
