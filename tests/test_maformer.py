@@ -199,6 +199,7 @@ SWITCHES = [
     dict(fusion_mode='concat_linear'),
     dict(fusion_ffn=True, gld_init='pool', gld_resize='area'),
     dict(maf_stages=(0, 1, 2), window_size=5, gld_ratio=0.25),
+    dict(stem='conv', cpe=True),
 ]
 
 
@@ -345,6 +346,7 @@ def test_unknown_arch_lists_valid_names():
     (dict(gld_ratio=0.3, fusion_mode='add'), ValueError, 'fusion_mode=.add. places the global tokens on a grid'),
     (dict(gld_ratio=0.25, gld_init='pool'), ValueError, "gld_init='pool'.*needs gld_ratio=0.5"),
     (dict(window_size=0), ValueError, 'window_size must be a positive int'),
+    (dict(stem='patch'), ValueError, 'stem must be one of'),
 ])
 def test_bad_arguments_are_named(kwargs, error, message):
     settings = dict(TINY_KW)
@@ -355,6 +357,71 @@ def test_bad_arguments_are_named(kwargs, error, message):
 
 def test_bad_inputs_are_named():
     check_bad_inputs_are_named(MAFormer(**TINY_KW))
+
+
+# --- optional convolutional stem and CPE ---------------------------------------------------------------------------
+def _expected_hw_conv_stem(height, width):
+    hw = (-(-height // 4), -(-width // 4))  # two 3x3 s2 p1 convs: ceil-halving twice
+    return [hw] + [(-(-hw[0] // 2**i), -(-hw[1] // 2**i)) for i in range(1, 4)]
+
+
+@pytest.mark.parametrize('size', [(64, 64), (90, 90), (223, 225), (45, 91)])
+def test_conv_stem_output_shapes_and_gld_grids(size):
+    model = MAFormer(arch=TINY, pretrain_img_size=size, stem='conv', cpe=True)
+    check_outputs(model, size, [16, 32, 64, 128], _expected_hw_conv_stem(*size))
+    # GLD's reference grids are the stem's token grids at pretrain_img_size (then GLD is the plain token FC)
+    grids = _expected_hw_conv_stem(*size)
+    assert [model.stages[i].blocks[0].gld.ref_hw for i in (0, 1)] == grids[:2]
+
+
+def test_conv_stem_layers_and_cpe_are_what_they_say():
+    model = MAFormer(**TINY_KW, stem='conv', cpe=True).eval()
+    stem = model.stem.conv
+    assert [type(m).__name__ for m in stem] == ['Conv2d', 'BatchNorm2d', 'GELU', 'Conv2d']
+    assert [(m.kernel_size, m.stride) for m in stem if isinstance(m, torch.nn.Conv2d)] == [((3, 3), (2, 2))] * 2
+    assert stem[0].bias is None and stem[0].out_channels == 8  # C/2, no bias before the norm
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = F.conv2d(F.gelu(stem[1](F.conv2d(x, stem[0].weight, stride=2, padding=1))), stem[3].weight,
+                            stem[3].bias, stride=2, padding=1)
+        expected = F.layer_norm(expected.permute(0, 2, 3, 1), (16, ), model.stem.norm.weight,
+                                model.stem.norm.bias).flatten(1, 2)
+        tokens, hw = model.stem(x)
+        assert hw == (16, 16) and torch.allclose(tokens, expected, atol=1e-5)
+        block = model.stages[0].blocks[0]
+        torch.nn.init.normal_(block.cpe.weight)
+        tokens = torch.randn(2, 16 * 24, 16)
+        depthwise = F.conv2d(tokens.transpose(1, 2).reshape(2, 16, 16, 24), block.cpe.weight, block.cpe.bias,
+                             padding=1, groups=16)
+        assert torch.allclose(block.cpe(tokens, (16, 24)), tokens + depthwise.flatten(2).transpose(1, 2), atol=1e-5)
+    names = {n for n, _ in model.named_parameters()}
+    assert {'stages.0.blocks.0.cpe.weight', 'stages.3.blocks.0.cpe.weight'} <= names  # MAF and global blocks
+    assert not any('.cpe.' in n for n, _ in MAFormer(**TINY_KW).named_parameters())  # off by default
+
+
+def test_conv_stem_norm_eval_and_frozen_stem():
+    model = MAFormer(**TINY_KW, stem='conv', norm_eval=True).train()
+    assert not model.stem.conv[1].training and model.stages[0].training
+    check_frozen_stages(MAFormer(**TINY_KW, stem='conv', frozen_stages=1), 1, output_norm_prefix='out_norms.{}.',
+                        lr=1.0)
+
+
+def test_gld_converts_between_sizes_on_the_conv_stem_grids(tmp_path):
+    # 94 px: the conv stem gives 24x24 tokens, CSWin's k7 stem 23x23 - the converter must use the model's stem
+    source = MAFormer(**TINY_KW, stem='conv')
+    state = dict(source.state_dict())
+    resize_gld_checkpoint(state, 64, 94, stem='conv')
+    target = MAFormer(arch=TINY, pretrain_img_size=94, stem='conv')
+    target.load_state_dict(state, strict=True)
+    assert target.stages[0].blocks[0].gld.ref_hw == (24, 24)
+    path = _save({'backbone.' + k: v for k, v in source.state_dict().items()}, tmp_path / 'conv64.pth')
+    loaded = MAFormer(arch=TINY, pretrain_img_size=94, stem='conv',
+                      init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
+    loaded.init_weights()
+    for key, value in loaded.state_dict().items():
+        assert torch.allclose(value, state[key]), key
+    with pytest.raises(ValueError, match='stem must be one of'):
+        resize_gld_checkpoint(dict(source.state_dict()), 64, 94, stem='k7')
 
 
 # --- GLD resolution converter -------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ def parse_args(argv=None):
                         help='pretrain_img_size the checkpoint was built with: S or H W')
     parser.add_argument('--dst-size', type=int, nargs='+', required=True, help='target pretrain_img_size: S or H W')
     parser.add_argument('--gld-ratio', type=float, default=0.5, help='gld_ratio of the model (default 0.5)')
+    parser.add_argument('--stem', choices=('cswin', 'conv'), default='cswin',
+                        help="stem of the model (default 'cswin'); it fixes the token grids of a size")
     parser.add_argument('--trust-source', action='store_true',
                         help='allow arbitrary pickled objects (full training checkpoints); only for files you trust')
     return parser.parse_args(argv)
@@ -41,7 +43,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     state_dict = dict(load_source(args.src, trust=args.trust_source))
     try:
-        converted = resize_gld_checkpoint(state_dict, _size(args.src_size), _size(args.dst_size), args.gld_ratio)
+        converted = resize_gld_checkpoint(state_dict, _size(args.src_size), _size(args.dst_size), args.gld_ratio,
+                                          stem=args.stem)
     except ValueError as err:
         sys.exit(f'error: {err}')
     if not converted:

@@ -19,6 +19,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
 from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.conv_layers import ConvPositionEncoding, conv_norm_act, overlapping_stem_layers
 from mixformer_mm.models.layers.dynamic_group_attention import IMPLEMENTATIONS, DGAttention
 from mixformer_mm.registry import register_model
 
@@ -42,17 +43,12 @@ def build_stem(kind: str, in_channels: int, embed_dims: int, norm_cfg: dict) -> 
     ``'cmt'``: CMT's heavier stem, Conv3x3 s2 then two Conv3x3 s1 at C/2 (each + BN + GELU), then a 2x2 s2
     patch conv to C.
     """
-    half = embed_dims // 2
-
-    def conv_bn_gelu(cin, cout, stride):
-        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                build_norm_layer(norm_cfg, cout)[1], nn.GELU()]
-
     if kind == 'conv':
-        layers = conv_bn_gelu(in_channels, half, 2) + [nn.Conv2d(half, embed_dims, 3, stride=2, padding=1)]
+        layers = overlapping_stem_layers(in_channels, embed_dims, norm_cfg)
     elif kind == 'cmt':
-        layers = (conv_bn_gelu(in_channels, half, 2) + conv_bn_gelu(half, half, 1) + conv_bn_gelu(half, half, 1)
-                  + [nn.Conv2d(half, embed_dims, 2, stride=2)])
+        half = embed_dims // 2
+        layers = (conv_norm_act(in_channels, half, 2, norm_cfg) + conv_norm_act(half, half, 1, norm_cfg)
+                  + conv_norm_act(half, half, 1, norm_cfg) + [nn.Conv2d(half, embed_dims, 2, stride=2)])
     else:
         raise ValueError(f"DGT: stem must be 'conv' or 'cmt', got {kind!r}")
     return nn.Sequential(*layers, ChannelsFirstLayerNorm(embed_dims, eps=LN_EPS))
@@ -99,7 +95,7 @@ class DGTBlock(BaseModule):
                  ffn_norm_cfg: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.cpe = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.cpe = ConvPositionEncoding(embed_dims)
         self.norm1 = nn.LayerNorm(embed_dims, eps=LN_EPS)
         self.attn = DGAttention(embed_dims, num_heads, **(attn_cfg or {}))
         self.norm2 = nn.LayerNorm(embed_dims, eps=LN_EPS)
@@ -107,7 +103,7 @@ class DGTBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        x = x + map_to_tokens(self.cpe(tokens_to_map(x, hw)))
+        x = self.cpe(x, hw)
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(map_to_tokens(self.ffn(tokens_to_map(self.norm2(x), hw))))
 

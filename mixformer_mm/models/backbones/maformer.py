@@ -30,6 +30,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.conv_layers import (ConvPositionEncoding, overlapping_stem_grid,
+                                                    overlapping_stem_layers)
 from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 
@@ -40,6 +42,7 @@ GLD_RESIZE_MODES = ('bilinear', 'area')
 GLD_POS_MODES = ('per_block', 'shared_interp', 'from_input', 'none')
 GLD_INIT_MODES = ('trunc_normal', 'pool')
 GLOBAL_POS_MODES = ('lepe', 'none')
+STEM_MODES = ('cswin', 'conv')
 FUSION_MODES = ('cross_attn', 'add', 'concat_linear')
 
 
@@ -446,13 +449,16 @@ class MAFBlock(BaseModule):
     global: x_g = GLD(LN(x))                                             (GLD on the block input, as in the paper)
     fuse:   out = x_l + DP(Fusion(x_l, x_g))                             (residual: ours)
     optional (``fusion_ffn``, ours, off): out = out + DP(MLP'(LN(out)))
+    optional (``cpe``, ours, off): x = x + DWConv3x3(x) first (a conditional position encoding)
     """
 
     def __init__(self, embed_dims: int, num_heads: int, ref_hw: HW, window_size: int = 7, mlp_ratio: float = 4.,
                  drop_path_rate: float = 0., shift: bool = False, gld_ratio: float = 0.5,
                  gld_resize: str = 'bilinear', gld_pos: str = 'per_block', gld_init: str = 'trunc_normal',
-                 fusion_mode: str = 'cross_attn', fusion_ffn: bool = False, qkv_bias: bool = True, init_cfg=None):
+                 fusion_mode: str = 'cross_attn', fusion_ffn: bool = False, qkv_bias: bool = True,
+                 cpe: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.cpe = ConvPositionEncoding(embed_dims) if cpe else None
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = WindowAttention(embed_dims, num_heads, window_size, shift=shift, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
@@ -471,6 +477,8 @@ class MAFBlock(BaseModule):
             self.fusion_ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
 
     def forward(self, x: torch.Tensor, hw: HW, gld_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.cpe is not None:
+            x = self.cpe(x, hw)
         local = x + self.drop_path(self.attn(self.norm1(x), hw))
         local = self.ffn(self.norm2(local), identity=local)
         global_tokens = self.gld(self.norm_gld(x), hw, gld_pos)
@@ -505,11 +513,13 @@ class GlobalAttention(BaseModule):
 
 
 class GlobalBlock(BaseModule):
-    """Pre-norm transformer block with global attention: x + DP(MHSA(LN(x))), then x + DP(MLP(LN(x)))."""
+    """Pre-norm transformer block with global attention: x + DP(MHSA(LN(x))), then x + DP(MLP(LN(x))); with
+    ``cpe`` (ours, off) x + DWConv3x3(x) first."""
 
     def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4., drop_path_rate: float = 0.,
-                 lepe: bool = True, qkv_bias: bool = True, init_cfg=None):
+                 lepe: bool = True, qkv_bias: bool = True, cpe: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.cpe = ConvPositionEncoding(embed_dims) if cpe else None
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = GlobalAttention(embed_dims, num_heads, lepe=lepe, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
@@ -517,18 +527,22 @@ class GlobalBlock(BaseModule):
         self.ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
 
     def forward(self, x: torch.Tensor, hw: HW, gld_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.cpe is not None:
+            x = self.cpe(x, hw)
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return self.ffn(self.norm2(x), identity=x)
 
 
 # --- 6. network ------------------------------------------------------------------------------------------------
 class ConvEmbedding(BaseModule):
-    """Conv then LayerNorm over channels: CSWin's stem (k7 s4 p2) and ``Merge_Block`` (k3 s2 p1)."""
+    """Conv then LayerNorm over channels: CSWin's stem (k7 s4 p2) and ``Merge_Block`` (k3 s2 p1); with a ``conv``
+    module given, that module (e.g. the overlapping 3x3 stem) instead of the single conv."""
 
-    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int, stride: int, padding: int,
-                 init_cfg=None):
+    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int = 3, stride: int = 2, padding: int = 1,
+                 conv: Optional[nn.Module] = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.conv = nn.Conv2d(in_channels, embed_dims, kernel_size, stride=stride, padding=padding)
+        self.conv = conv if conv is not None else nn.Conv2d(in_channels, embed_dims, kernel_size, stride=stride,
+                                                            padding=padding)
         self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
@@ -550,8 +564,8 @@ class MAFormerStage(BaseModule):
                  window_size: int = 7, shift_windows: bool = False, gld_ratio: float = 0.5,
                  gld_resize: str = 'bilinear', gld_pos: str = 'per_block', gld_init: str = 'trunc_normal',
                  shared_pos_source: Optional[Tuple[int, HW]] = None, fusion_mode: str = 'cross_attn',
-                 fusion_ffn: bool = False, global_pos: str = 'lepe', qkv_bias: bool = True, with_cp: bool = False,
-                 init_cfg=None):
+                 fusion_ffn: bool = False, global_pos: str = 'lepe', qkv_bias: bool = True, cpe: bool = False,
+                 with_cp: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.use_maf = use_maf
@@ -563,11 +577,11 @@ class MAFormerStage(BaseModule):
                     embed_dims, num_heads, ref_hw, window_size=window_size, mlp_ratio=mlp_ratio,
                     drop_path_rate=drop_path_rates[i], shift=shift_windows and i % 2 == 1, gld_ratio=gld_ratio,
                     gld_resize=gld_resize, gld_pos=gld_pos, gld_init=gld_init,
-                    fusion_mode=fusion_mode, fusion_ffn=fusion_ffn, qkv_bias=qkv_bias))
+                    fusion_mode=fusion_mode, fusion_ffn=fusion_ffn, qkv_bias=qkv_bias, cpe=cpe))
             else:
                 blocks.append(GlobalBlock(embed_dims, num_heads, mlp_ratio=mlp_ratio,
                                           drop_path_rate=drop_path_rates[i], lepe=global_pos == 'lepe',
-                                          qkv_bias=qkv_bias))
+                                          qkv_bias=qkv_bias, cpe=cpe))
         self.blocks = ModuleList(blocks)
 
         self.global_hw = blocks[0].gld.global_hw if use_maf else None
@@ -625,6 +639,7 @@ def adapt_gld_state_dict(model: nn.Module, state_dict: dict, prefix: str = '',
     """
     converted = []
     src_hw = _pair(src_img_size) if src_img_size is not None else None
+    stem = next((m.stem_type for m in model.modules() if isinstance(m, MAFormer)), 'cswin')
     for name, module in model.named_modules():
         module_prefix = f'{prefix}{name}.' if name else prefix
         if isinstance(module, GlobalDownsampling):
@@ -633,7 +648,7 @@ def adapt_gld_state_dict(model: nn.Module, state_dict: dict, prefix: str = '',
                 stage = re.search(r'(?:^|\.)stages\.(\d+)\.', name)
                 if stage is None:
                     raise ValueError(f'{name}: a GLD outside MAFormer.stages; cannot tell its stage')
-                src_ref = _stage_grid(src_hw, int(stage.group(1)))
+                src_ref = _stage_grid(src_hw, int(stage.group(1)), stem)
             if convert_gld_state(state_dict, module_prefix, module.ref_hw, module.num_global, src_ref=src_ref):
                 converted += [module_prefix + k for k in ('token_fc.weight', 'token_fc.bias', 'pos_embed')
                               if module_prefix + k in state_dict]
@@ -650,24 +665,28 @@ def adapt_gld_state_dict(model: nn.Module, state_dict: dict, prefix: str = '',
 
 
 def resize_gld_checkpoint(state_dict: dict, src_img_size: Union[int, Sequence[int]],
-                          dst_img_size: Union[int, Sequence[int]], gld_ratio: float = 0.5) -> list:
+                          dst_img_size: Union[int, Sequence[int]], gld_ratio: float = 0.5,
+                          stem: str = 'cswin') -> list:
     """Convert, in place, a MAFormer checkpoint's GLD tensors from ``pretrain_img_size=src_img_size`` to
-    ``dst_img_size`` without building a model (any key prefix). Returns the converted keys."""
+    ``dst_img_size`` without building a model (any key prefix; ``stem`` as the model's). Returns the converted
+    keys."""
+    if stem not in STEM_MODES:
+        raise ValueError(f'stem must be one of {STEM_MODES}, got {stem!r}')
     src_hw, dst_hw = _pair(src_img_size), _pair(dst_img_size)
     converted = []
     for key in list(state_dict):
         match = re.fullmatch(r'(.*stages\.(\d+)\.(?:.*\.)?gld\.)token_fc\.weight', key)
         if match:
             prefix, stage = match.group(1), int(match.group(2))
-            dst_ref = _stage_grid(dst_hw, stage)
+            dst_ref = _stage_grid(dst_hw, stage, stem)
             num_global = round(gld_ratio * dst_ref[0] * dst_ref[1])
-            if convert_gld_state(state_dict, prefix, dst_ref, num_global, src_ref=_stage_grid(src_hw, stage)):
+            if convert_gld_state(state_dict, prefix, dst_ref, num_global, src_ref=_stage_grid(src_hw, stage, stem)):
                 converted += [prefix + k for k in ('token_fc.weight', 'token_fc.bias', 'pos_embed')
                               if prefix + k in state_dict]
             continue
         match = re.fullmatch(r'.*stages\.(\d+)\.pos_embed', key)
         if match and state_dict[key].dim() == 4:  # gld_pos='shared_interp' base embedding, (1, C, Hg, Wg)
-            dst_ref = _stage_grid(dst_hw, int(match.group(1)))
+            dst_ref = _stage_grid(dst_hw, int(match.group(1)), stem)
             dst_global = global_grid(dst_ref, round(gld_ratio * dst_ref[0] * dst_ref[1]))
             if dst_global is None:
                 raise ValueError(f'{key}: gld_ratio {gld_ratio} has no grid layout on {dst_ref}')
@@ -677,9 +696,10 @@ def resize_gld_checkpoint(state_dict: dict, src_img_size: Union[int, Sequence[in
     return converted
 
 
-def _stage_grid(img_hw: HW, stage: int) -> HW:
-    """Token grid of ``stage`` for an input of ``img_hw``: the stride-4 stem (k7 p2), then ceil-halving."""
-    grid = tuple((s - 3) // 4 + 1 for s in img_hw)
+def _stage_grid(img_hw: HW, stage: int, stem: str = 'cswin') -> HW:
+    """Token grid of ``stage`` for an input of ``img_hw``: the stride-4 stem (CSWin's k7 p2, or two 3x3 s2
+    convs), then ceil-halving."""
+    grid = tuple((s - 3) // 4 + 1 for s in img_hw) if stem == 'cswin' else overlapping_stem_grid(img_hw)
     for _ in range(stage):
         grid = tuple(-(-s // 2) for s in grid)
     return grid
@@ -694,6 +714,10 @@ class MAFormer(HierarchicalBackbone):
             sizes are unknown) or a dict with ``embed_dims`` (an int C for widths C, 2C, 4C, 8C, or four
             widths), ``depths`` and ``num_heads`` (four values each) and optionally ``mlp_ratio`` (4).
         in_channels (int): Input channels. Defaults to 3.
+        stem (str): ``'cswin'`` (CSWin's 7x7 stride-4 conv + LayerNorm, default) or ``'conv'`` (ours, optional: two
+            overlapping 3x3 stride-2 convs, the first with ``norm_cfg`` and GELU, then the LayerNorm).
+        cpe (bool): A conditional position encoding, x + DWConv3x3(x), at the start of every block (ours, off).
+        norm_cfg (dict): Norm inside the ``'conv'`` stem: BN (default) or SyncBN. Unused by the ``'cswin'`` stem.
         window_size (int): Local attention window of the MAF blocks. Defaults to 7 (ours).
         shift_windows (bool): Shift every second MAF block's windows by half a window (Swin). Off by default (ours).
         gld_ratio (float): N, global tokens per reference token. Defaults to 0.5 (paper).
@@ -711,7 +735,7 @@ class MAFormer(HierarchicalBackbone):
         out_indices (Sequence[int]): Stages whose NCHW outputs are returned (strides 4, 8, 16, 32); each gets a
             LayerNorm (the one of index 3 is the classifier's final norm).
         frozen_stages (int): ``-1`` nothing, ``0`` the stem, ``k`` the stem and the first ``k`` stages.
-        norm_eval (bool): Keep BatchNorms in eval mode (MAFormer has none; kept for the common interface).
+        norm_eval (bool): Keep BatchNorms (only the ``'conv'`` stem has one) in eval mode while training.
         with_cp (bool): Recompute each block's activations in backward to save memory.
         drop_path_rate (float): Stochastic depth of the last block, linear from 0 over all blocks.
         qkv_bias (bool): Bias of the query/key/value projections. Defaults to True.
@@ -732,6 +756,9 @@ class MAFormer(HierarchicalBackbone):
     def __init__(self,
                  arch='s',
                  in_channels: int = 3,
+                 stem: str = 'cswin',
+                 cpe: bool = False,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
                  window_size: int = 7,
                  shift_windows: bool = False,
                  gld_ratio: float = 0.5,
@@ -756,6 +783,8 @@ class MAFormer(HierarchicalBackbone):
         arch = self._check_arch(self.parse_arch(arch))
         if gld_pos not in GLD_POS_MODES:
             raise ValueError(f'gld_pos must be one of {GLD_POS_MODES}, got {gld_pos!r}')
+        if stem not in STEM_MODES:
+            raise ValueError(f'stem must be one of {STEM_MODES}, got {stem!r}')
         if global_pos not in GLOBAL_POS_MODES:
             raise ValueError(f'global_pos must be one of {GLOBAL_POS_MODES}, got {global_pos!r}')
         if not isinstance(window_size, int) or window_size < 1:
@@ -767,22 +796,27 @@ class MAFormer(HierarchicalBackbone):
         self.pretrain_img_size = _pair(pretrain_img_size)
         depths, heads = arch['depths'], arch['num_heads']
 
-        self.stem = ConvEmbedding(in_channels, self.embed_dims[0], 7, 4, 2)
-        ref_hw = _stage_grid(self.pretrain_img_size, 0)
+        self.stem_type = stem
+        if stem == 'cswin':
+            self.stem = ConvEmbedding(in_channels, self.embed_dims[0], 7, 4, 2)
+        else:
+            self.stem = ConvEmbedding(in_channels, self.embed_dims[0], conv=nn.Sequential(
+                *overlapping_stem_layers(in_channels, self.embed_dims[0], norm_cfg)))
+        ref_hw = _stage_grid(self.pretrain_img_size, 0, stem)
         if min(ref_hw) < 1:
             raise ValueError(f'pretrain_img_size {self.pretrain_img_size} is too small for the stride-4 stem')
         rates = self.stochastic_depth_rates(drop_path_rate, depths)
         self.stages = ModuleList()
         shared_pos_source = None
         for i in range(self.num_stages):
-            ref_hw = _stage_grid(self.pretrain_img_size, i)
+            ref_hw = _stage_grid(self.pretrain_img_size, i, stem)
             stage = MAFormerStage(
                 in_channels=self.embed_dims[max(i - 1, 0)], embed_dims=self.embed_dims[i], depth=depths[i],
                 num_heads=heads[i], use_maf=i in self.maf_stages, ref_hw=ref_hw, drop_path_rates=rates[i],
                 downsample=i > 0, mlp_ratio=arch['mlp_ratio'], window_size=window_size,
                 shift_windows=shift_windows, gld_ratio=gld_ratio, gld_resize=gld_resize, gld_pos=gld_pos,
                 gld_init=gld_init, shared_pos_source=shared_pos_source, fusion_mode=fusion_mode,
-                fusion_ffn=fusion_ffn, global_pos=global_pos, qkv_bias=qkv_bias, with_cp=with_cp)
+                fusion_ffn=fusion_ffn, global_pos=global_pos, qkv_bias=qkv_bias, cpe=cpe, with_cp=with_cp)
             if i in self.maf_stages and gld_pos == 'shared_interp':
                 shared_pos_source = (self.embed_dims[i], stage.global_hw)
             self.stages.append(stage)
