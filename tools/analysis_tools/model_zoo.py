@@ -174,8 +174,8 @@ FAMILIES = (
             Variant('DGT-S', 'configs/dgt/dgt-s_8xb128_in1k.py'),
             Variant('DGT-B', 'configs/dgt/dgt-b_8xb128_in1k.py'),
         ),
-        notes=('No figure of the paper is known to us, and the variants are our own design. The spec\'s counts '
-               'are its own estimates of that design (`tests/test_configs_dgt.py` checks them).', )),
+        notes=('No figure of the paper is known to us, and the variants are our own design. The analytic estimates '
+               'of their sizes in the table above are ours too (`tests/test_configs_dgt.py` checks them).', )),
 )
 FAMILY_BY_KEY = {family.key: family for family in FAMILIES}
 
