@@ -177,3 +177,22 @@ def test_demo_config_trains_and_tests_end_to_end(config, tmp_path):
     _check_dumped_predictions(str(predictions), 16)
     metric_names = [k for k in validated[-1] if k not in ('step', 'time', 'data_time', 'iter')]
     assert metric_names and all(name in result.stdout + result.stderr for name in metric_names), metric_names
+
+
+def test_demo_training_is_deterministic_at_a_fixed_thread_count(tmp_path):
+    """The README's promise for command 3: the same config, seed and thread count give the same run. (Another thread
+    count sums floats in another order, so it may end elsewhere; the README says so.)"""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    config = osp.join('configs', 'demo', 'dgt-mini_demo_cls.py')
+    losses = []
+    for run in ('a', 'b'):
+        work_dir = tmp_path / run
+        train = [sys.executable, TRAIN, config, '--work-dir', str(work_dir), '--cfg-options', *_short_schedule(12, 4),
+                 'default_hooks.logger.interval=2']
+        result = subprocess.run(train, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        records = [json.loads(line) for log in sorted(work_dir.glob('*/vis_data/scalars.json'))
+                   for line in log.read_text().splitlines() if line.strip()]
+        losses.append([(r['iter'], r['loss'], r['grad_norm']) for r in records if 'loss' in r])
+    assert len(losses[0]) == 6
+    assert losses[0] == losses[1]
