@@ -1,6 +1,6 @@
 # DGT on ImageNet-1K, 224x224, 8 GPUs x 128 images (total 1024), 300 epochs. No DGT recipe could be read (the
 # paper's text beyond its introduction was unavailable): every setting below is ASSUMED, the standard recipe of
-# this model family (Swin/CSWin/Pale), as our spec (section 7) and configs/dgt/README.md say.
+# this model family (Swin/CSWin/Pale), as configs/dgt/README.md says.
 # The variant configs in configs/dgt/ set arch, drop_path_rate and the head's in_channels.
 _base_ = [
     # ImageClassifier: GAP neck, LinearClsHead with label smoothing 0.1, Mixup 0.8 / CutMix 1.0 (one of the two

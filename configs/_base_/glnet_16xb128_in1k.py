@@ -1,4 +1,4 @@
-# GLNet on ImageNet-1K with the official standard recipe (spec section 6.1; configs/glmix/README.md): 16 GPUs x 128
+# GLNet on ImageNet-1K with the official standard recipe (configs/glmix/README.md): 16 GPUs x 128
 # images = 2048, 224x224, 300 epochs. The variant configs in configs/glmix/ set arch, drop_path_rate and the head's
 # in_channels. Token-labeling training (the official *_tklb models) is not provided.
 _base_ = [

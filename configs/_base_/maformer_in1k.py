@@ -1,5 +1,5 @@
 # MAFormer on ImageNet-1K, 224x224. The paper's recipe is not retrievable; everything here is ASSUMED from the CSWin
-# lineage (official microsoft/CSWin-Transformer main.py and train.sh; spec section 4), see
+# lineage (official microsoft/CSWin-Transformer main.py and train.sh), see
 # configs/maformer/README.md. MAFormer-S/B/L take the settings of CSWin-T/S/B.
 # The variant configs in configs/maformer/ set arch, drop path, batch, lr, weight decay, EMA and head width.
 _base_ = [
@@ -39,7 +39,8 @@ test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 base_lr = 2e-3
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr, weight_decay=0.05),
-    # no decay on norms, biases and other 1-D parameters (timm), nor on GLD position embeddings (spec 2.5)
+    # no decay on norms, biases and other 1-D parameters (timm), nor on GLD position embeddings (a learned position
+    # table, as ViT's; configs/maformer/README.md)
     paramwise_cfg=dict(custom_keys={'pos_embed': dict(decay_mult=0.)}),
     clip_grad=None)
 param_scheduler = [

@@ -1,4 +1,4 @@
 _base_ = '../_base_/dgt_8xb128_in1k.py'
 
-# drop path: our spec's value for this variant (assumed)
+# drop path: our value for this variant (assumed, configs/dgt/README.md)
 model = dict(backbone=dict(arch='s', drop_path_rate=0.3), head=dict(in_channels=768))

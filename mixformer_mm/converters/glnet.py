@@ -7,8 +7,8 @@ LayerScale gammas become mmcv ``LayerScale`` weights of shape (C,) (the official
 become names.
 
 Official training checkpoints hold the weights under ``model`` and, with EMA, ``model_ema``. The official loader
-uses ``model`` except for GLNet-16G, which it loads from ``model_ema`` (spec section 8.2); ``select_weights``
-does the same by default.
+uses ``model`` except for GLNet-16G, which it loads from ``model_ema``; ``select_weights`` does the same by
+default.
 """
 import re
 from collections import OrderedDict

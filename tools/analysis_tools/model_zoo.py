@@ -158,7 +158,7 @@ FAMILIES = (
             Variant('MAFormer-L @384', 'configs/maformer/maformer-l_8xb32_in1k-384px.py', input_size=384),
         ),
         notes=('The paper\'s S/B/L sizes are unknown: it publishes no params or FLOPs that could be compared, and '
-               'our S/B/L are our own design. The spec\'s size estimates are ours, not the paper\'s '
+               'our S/B/L are our own design, and so are the size estimates they were built to '
                '(`tests/test_maformer.py` checks them). MAFormer-L @384 keeps the 224 GLD grids, so its backbone '
                'is MAFormer-L\'s.', )),
     ModelFamily(

@@ -4,7 +4,7 @@ Liu, Wu, Liu and Guo, "Dynamic Group Transformer: A General Vision Transformer B
 Attention", IJCAI 2022 (arXiv 2203.03937). No code was released and only the paper's abstract and the start of its
 introduction could be read. What is known: a hierarchical backbone with a convolutional stem, conditional position
 embeddings (CPE), Dynamic Group Attention and an inverted-residual feed-forward network (IRFFN). Everything else
-(layouts, widths, depths, groups, top-k, norms) is the reconstruction of our spec (``shared/specs/dgt.md``); the
+(layouts, widths, depths, groups, top-k, norms) is our reconstruction; the
 design decisions are listed in ``configs/dgt/README.md``. The variants are ours, not the paper's.
 
 Reading order: stem -> block (CPE, DG-Attention, IRFFN) -> stage (downsampling + blocks) -> network.
@@ -146,7 +146,7 @@ class DGT(HierarchicalBackbone):
     """Dynamic Group Transformer backbone for classification, detection and segmentation.
 
     Args:
-        arch (str | dict): ``'t'``, ``'s'``, ``'b'`` (our variants, spec section 5.2) or a dict with
+        arch (str | dict): ``'t'``, ``'s'``, ``'b'`` (our variants, configs/dgt/README.md) or a dict with
             ``embed_dims``, ``depths``, ``num_heads`` (four values each) and optionally ``mlp_ratios``,
             ``groups`` (G per stage) and ``topk`` (k per stage; ``None`` = all keys, i.e. global attention).
             Defaults: mlp ratio 4, G = (64, 16, 4, 1), k = (64, 64, 64, None).

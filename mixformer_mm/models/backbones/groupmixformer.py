@@ -1,7 +1,7 @@
 """GroupMixFormer: a vision transformer with Group-Mix Attention.
 
 Ge et al., "Advancing Vision Transformers with Group-Mix Attention", arXiv 2311.15157; official code
-AILab-CVC/GroupMixFormer. This implementation follows our spec (``shared/specs/groupmixformer.md``), quirks
+AILab-CVC/GroupMixFormer. This implementation follows the official code (``configs/groupmixformer/README.md``), quirks
 included, so that converted official checkpoints give the official logits. Where we depart (any input size),
 the README of ``configs/groupmixformer`` says so.
 

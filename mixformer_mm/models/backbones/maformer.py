@@ -2,9 +2,8 @@
 
 Wang, Sun et al., "MAFormer: A Transformer Network with Multi-scale Attention Fusion for Visual Recognition",
 arXiv 2209.01620 (Neurocomputing 595, 2024). No code of MAFormer is public and only the abstract and a third-party
-restatement of the block equations could be read, so this is a from-scratch design following our spec
-(``shared/specs/maformer.md``). What is the paper's and what is our design decision is listed in
-``configs/maformer/README.md``; the short version, by part:
+restatement of the block equations could be read, so this is a from-scratch design. What is the paper's and what
+is our design decision is listed in ``configs/maformer/README.md``; the short version, by part:
 
 - paper: four stages, MAF blocks in stages 1-2 and global-attention blocks in stages 3-4; the MAF block is a local
   window-attention branch, a Global Learning with Down-sampling (GLD) branch (a learned FC over the token axis from
@@ -120,7 +119,7 @@ def antialiased_resize_macs(in_hw: HW, out_hw: HW, maps: int) -> int:
 def global_grid(ref_hw: HW, num_global: int) -> Optional[HW]:
     """Spatial layout of the global tokens: the reference grid with its height scaled by N.
 
-    For N = 0.5 and a 56x56 reference grid this is 28x56 (spec section 2.3). ``None`` when ``num_global`` is not a
+    For N = 0.5 and a 56x56 reference grid this is 28x56 (the paper's N = 0.5). ``None`` when ``num_global`` is not a
     whole number of reference rows (an N with no grid layout); the features that need one then refuse to build.
     """
     width = ref_hw[1]
@@ -133,7 +132,7 @@ class WindowAttention(BaseModule):
 
     The feature map is zero-padded at the bottom/right to a multiple of ``w`` and cropped afterwards (mmdet Swin's
     convention). With ``shift`` the windows move by ``w // 2`` and tokens from different image regions are masked
-    from each other, as in Swin; MAFormer's default is unshifted (spec 2.2: GLD already connects windows).
+    from each other, as in Swin; MAFormer's default is unshifted (GLD already connects windows).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift: bool = False,
@@ -219,8 +218,8 @@ class GlobalDownsampling(BaseModule):
     global grid, so that global token (i, j) also carries what the input holds at its place. It has no parameters
     and takes any input size.
 
-    OUR DESIGN DECISION (spec 2.3): the FC is built for a fixed reference grid ``(H0, W0)``, the stage's grid at
-    ``pretrain_img_size``. An input of another size is first resampled to ``(H0, W0)`` (bilinear, anti-aliased
+    OUR DESIGN DECISION (configs/maformer/README.md): the FC is built for a fixed reference grid ``(H0, W0)``, the
+    stage's grid at ``pretrain_img_size``. An input of another size is first resampled to ``(H0, W0)`` (bilinear, anti-aliased
     when shrinking, or area); at the reference size nothing is resampled and GLD is exactly the paper's operator.
     So parameter shapes do not depend on the input, the fusion memory stays Lg tokens and its cost is linear in
     the number of local tokens. Checkpoints built for another reference grid are converted on load
@@ -392,8 +391,8 @@ class AttentionFusion(BaseModule):
     """MAF fusion: ``softmax(Q_L K_G^T / sqrt(d)) V_G``, queries from local tokens, keys/values from GLD tokens.
 
     Paper: three separate projections, the output has the local token count. Ours: LayerNorm on the queries and on
-    the keys/values, an output projection, the stage's heads. ``mode`` offers the ablation alternatives of spec
-    section 5 (ours): ``'add'`` (global tokens upsampled to the local grid, projected, added) and
+    the keys/values, an output projection, the stage's heads. ``mode`` offers two ablation alternatives
+    (ours): ``'add'`` (global tokens upsampled to the local grid, projected, added) and
     ``'concat_linear'`` (local and upsampled global concatenated, then a linear layer); both need a global grid.
     """
 

@@ -3,7 +3,7 @@
 Liu et al., "Dynamic Group Transformer: A General Vision Transformer Backbone with Dynamic Group Attention",
 IJCAI 2022. Only the idea is known from the paper (queries are divided into groups by k-means, each group selects
 its most relevant keys/values by a top-k on the cluster centroid, attention runs within each group); every detail
-below is the reconstruction of our spec (``shared/specs/dgt.md``), whose design decisions are listed in
+below is our reconstruction, whose design decisions are listed in
 ``configs/dgt/README.md``.
 
 Reading order: k-means grouping of the queries (per image and head, fp32, no gradient) -> top-k key selection by
