@@ -104,6 +104,67 @@ def test_converter_cli_reports_mismatched_keys_by_name(tmp_path):
     assert not (tmp_path / 'out.pth').exists()
 
 
+@pytest.fixture
+def http_root(tmp_path):
+    """A folder served over HTTP on 127.0.0.1 (a thread of this process); yields (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / 'www'
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                             functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f'http://127.0.0.1:{server.server_port}'
+    server.shutdown()
+    thread.join()
+
+
+def _offline_env(tmp_path):
+    """The converter's environment: a private torch.hub cache, and no proxy between it and 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ('http_proxy', 'https_proxy', 'all_proxy')}
+    return dict(env, TORCH_HOME=str(tmp_path / 'torch_home'), NO_PROXY='127.0.0.1', no_proxy='127.0.0.1')
+
+
+@pytest.mark.parametrize('converter', ['groupmixformer2mmpretrain.py', 'glnet2mmpretrain.py'])
+def test_converters_read_an_http_url_as_they_read_a_path(converter, tmp_path, http_root):
+    root, base_url = http_root
+    if converter.startswith('glnet'):
+        from tests.reference import glnet_functional as glnet_reference
+        official = glnet_reference.synthesize_official_checkpoint(glnet_reference.OFFICIAL_ARCHS['glnet_stl'], seed=2)
+    else:
+        official = {'model': _official('m')}
+    torch.save(official, root / 'official.pth')
+    env = _offline_env(tmp_path)
+
+    def run(*args):
+        return subprocess.run([sys.executable, f'tools/model_converters/{converter}', *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    from_path, from_url = tmp_path / 'from_path.pth', tmp_path / 'from_url.pth'
+    assert run(str(root / 'official.pth'), str(from_path)).returncode == 0
+    result = run(f'{base_url}/official.pth', str(from_url))
+    assert result.returncode == 0, result.stderr
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'official.pth'
+    assert cached.is_file()  # in torch.hub's cache, where mmengine's CheckpointLoader keeps http(s) files
+    expected, got = (torch.load(p, weights_only=True) for p in (from_path, from_url))
+    assert got['meta']['converted_from'] == f'{base_url}/official.pth'
+    assert expected['state_dict'].keys() == got['state_dict'].keys()
+    assert all(torch.equal(expected['state_dict'][k], v) for k, v in got['state_dict'].items())
+
+    missing = run(f'{base_url}/no_such.pth', str(tmp_path / 'never.pth'))
+    assert missing.returncode != 0
+    assert f'cannot download {base_url}/no_such.pth' in missing.stderr and '404' in missing.stderr
+    assert not (tmp_path / 'never.pth').exists()
+    assert not (tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'no_such.pth').exists()
+
+
 def test_mmengine_checkpoint_with_message_hub_loads_under_weights_only(tmp_path):
     import numpy as np
     from mmengine.logging import MessageHub

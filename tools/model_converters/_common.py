@@ -2,22 +2,49 @@
 import os
 import pickle
 import sys
+import urllib.error
+import urllib.parse
 from collections import OrderedDict
 
 import torch
 
 from mixformer_mm.utils import compare_state_dicts, describe_mismatch, unwrap_state_dict
 
+URL_SCHEMES = ('http://', 'https://')
 
-def load_source(path: str, trust: bool = False) -> 'OrderedDict':
+
+def fetch(url: str) -> str:
+    """Download ``url`` once into torch.hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``, named by the URL's
+    file name), where mmengine's CheckpointLoader and torch.hub keep http(s) checkpoints too; return the path.
+    torch.hub writes to a temporary file and renames it, so an interrupted download leaves nothing behind."""
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    if not name:
+        sys.exit(f'error: {url} names no file')
+    cached = os.path.join(torch.hub.get_dir(), 'checkpoints', name)
+    if not os.path.isfile(cached):
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, cached, progress=sys.stderr.isatty())
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            sys.exit(f'error: cannot download {url}: {err}')
+    return cached
+
+
+def read_checkpoint(source: str, trust: bool = False):
+    """The checkpoint object of a path or an http(s) URL, as saved; tensors only unless ``trust``."""
+    path = fetch(source) if source.startswith(URL_SCHEMES) else source
     if not os.path.isfile(path):
         sys.exit(f'error: checkpoint {path} does not exist')
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=not trust)
+        return torch.load(path, map_location='cpu', weights_only=not trust)
     except pickle.UnpicklingError as err:
-        sys.exit(f'error: {path} holds more than tensors ({str(err).splitlines()[0]}). If you trust the file, '
+        sys.exit(f'error: {source} holds more than tensors ({str(err).splitlines()[0]}). If you trust the file, '
                  'rerun with --trust-source.')
-    return unwrap_state_dict(checkpoint)
+
+
+def load_source(source: str, trust: bool = False) -> 'OrderedDict':
+    """The state dict of a path or an http(s) URL (unwrapped from ``model``/``state_dict`` and DDP prefixes)."""
+    return unwrap_state_dict(read_checkpoint(source, trust))
 
 
 def check_against_variants(converted, model_cls, backbone_prefix: str, build_kwargs: dict, source: str) -> str:

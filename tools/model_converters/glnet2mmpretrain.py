@@ -12,12 +12,9 @@ is taken (``model_ema`` for GLNet-16G, ``model`` otherwise), ``--weights`` overr
 from the tensor shapes; keys that do not fit any variant are reported by name.
 """
 import argparse
-import os
-import pickle
 import sys
 
-import torch
-from _common import check_against_variants, save_checkpoint
+from _common import check_against_variants, read_checkpoint, save_checkpoint
 
 from mixformer_mm.converters.glnet import convert_glnet, weights_key
 from mixformer_mm.models.backbones import GLNet
@@ -25,7 +22,8 @@ from mixformer_mm.models.backbones import GLNet
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='official checkpoint (a dict with "model" / "model_ema", or a bare state_dict)')
+    parser.add_argument('src', help='official checkpoint, a path or an http(s) URL (a dict with "model" / '
+                        '"model_ema", or a bare state_dict)')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--backbone-only', action='store_true',
                         help='drop the classifier (norm, head) and the "backbone." prefix')
@@ -41,19 +39,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_checkpoint(path: str, trust: bool):
-    if not os.path.isfile(path):
-        sys.exit(f'error: checkpoint {path} does not exist')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=not trust)
-    except pickle.UnpicklingError as err:
-        sys.exit(f'error: {path} holds more than tensors ({str(err).splitlines()[0]}). If you trust the file, '
-                 'rerun with --trust-source.')
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    checkpoint = load_checkpoint(args.src, args.trust_source)
+    checkpoint = read_checkpoint(args.src, args.trust_source)
     try:
         chosen = weights_key(checkpoint, args.weights)
         converted = convert_glnet(checkpoint if chosen is None else checkpoint[chosen],

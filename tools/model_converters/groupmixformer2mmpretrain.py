@@ -21,7 +21,8 @@ from mixformer_mm.models.backbones import GroupMixFormer
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='official checkpoint (a dict with key "model", or a bare state_dict)')
+    parser.add_argument('src', help='official checkpoint, a path or an http(s) URL (a dict with key "model", or a '
+                        'bare state_dict)')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--backbone-only', action='store_true',
                         help='drop the classifier (norm4, head) and the "backbone." prefix')

@@ -20,7 +20,8 @@ from mixformer_mm.models.backbones.maformer import resize_gld_checkpoint
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='MAFormer checkpoint (mmengine {"state_dict": ...} or a bare state_dict)')
+    parser.add_argument('src', help='MAFormer checkpoint, a path or an http(s) URL (mmengine {"state_dict": ...} or a '
+                        'bare state_dict)')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--src-size', type=int, nargs='+', required=True,
                         help='pretrain_img_size the checkpoint was built with: S or H W')
