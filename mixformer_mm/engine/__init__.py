@@ -1,8 +1,9 @@
 from .launch import DataNotFoundError, check_data, check_model_types, load_config, setup_distributed
-from .reliability import (CheckpointError, CheckpointFitHook, DatasetSizeHook, NonFiniteLossError, NonFiniteLossHook,
-                          RandomStateHook)
+from .reliability import (CheckpointError, CheckpointFitHook, CheckpointMismatchError, DatasetSizeHook,
+                          NonFiniteLossError, NonFiniteLossHook, RandomStateHook, check_checkpoint_fits)
 
 __all__ = [
     'DataNotFoundError', 'check_data', 'check_model_types', 'load_config', 'setup_distributed', 'CheckpointError',
-    'CheckpointFitHook', 'DatasetSizeHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'RandomStateHook'
+    'CheckpointFitHook', 'CheckpointMismatchError', 'check_checkpoint_fits', 'DatasetSizeHook', 'NonFiniteLossError',
+    'NonFiniteLossHook', 'RandomStateHook'
 ]

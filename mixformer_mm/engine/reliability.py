@@ -29,6 +29,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read back (truncated or corrupted)."""
 
 
+class CheckpointMismatchError(KeyError):
+    """A checkpoint whose keys or shapes do not fit the model (another model, variant or config)."""
+
+    def __str__(self):  # KeyError's own str() quotes the message, which then prints as one long repr
+        return str(self.args[0]) if self.args else ''
+
+
 # --- atomic checkpoint files -----------------------------------------------------------------------------------
 def atomic_torch_save(obj, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
@@ -297,20 +304,32 @@ class CheckpointFitHook(Hook):
         self.strict = strict
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        from mixformer_mm.utils.checkpoint import compare_state_dicts, describe_mismatch, unwrap_state_dict
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        given = {re.sub(r'^module\.', '', k): v for k, v in unwrap_state_dict(checkpoint).items()}
-        missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), given)
-        if not (missing or unexpected or mismatched):
-            return
         source = getattr(runner, '_load_from', None) or 'the checkpoint'
-        report = describe_mismatch(missing, unexpected, mismatched)
-        shared = len(given) - len(unexpected)
-        if self.strict or shared == 0:
-            raise KeyError(f'checkpoint {source} does not fit this {type(model).__name__}: {report}. Is it a '
-                           f'checkpoint of another model, variant or config? Official checkpoints must be converted '
-                           f'with tools/model_converters/ first.')
-        runner.logger.warning(f'load_from {source}: {report}')
+        report = check_checkpoint_fits(model, checkpoint, source, strict=self.strict)
+        if report:
+            runner.logger.warning(f'load_from {source}: {report}')
+
+
+def check_checkpoint_fits(model, checkpoint: dict, source: str, strict: bool = True) -> Optional[str]:
+    """Compare a loaded checkpoint (or bare state_dict) with ``model`` before mmengine loads it non-strictly.
+
+    Raises :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped keys when ``strict``, or
+    when the checkpoint shares no key with the model; otherwise returns that listing (None for a perfect fit)
+    for the caller to log.
+    """
+    from mixformer_mm.utils.checkpoint import compare_state_dicts, describe_mismatch, unwrap_state_dict
+    given = {re.sub(r'^module\.', '', k): v for k, v in unwrap_state_dict(checkpoint).items()}
+    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), given)
+    if not (missing or unexpected or mismatched):
+        return None
+    report = describe_mismatch(missing, unexpected, mismatched)
+    shared = len(given) - len(unexpected)
+    if strict or shared == 0:
+        raise CheckpointMismatchError(
+            f'checkpoint {source} does not fit this {type(model).__name__}: {report}. Is it a checkpoint of another '
+            f'model, variant or config? Official checkpoints must be converted with tools/model_converters/ first.')
+    return report
 
 
 DEFAULT_TRAIN_HOOKS = (dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'), dict(type='DatasetSizeHook'))
