@@ -11,6 +11,8 @@ from mmengine.fileio import dump
 from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
+from mixformer_mm.utils.atomic import atomic_path
+
 try:
     from mmdet.evaluation import DumpDetResults
 except ImportError:  # mmdet is optional; only detection configs need its dumper
@@ -19,15 +21,8 @@ except ImportError:  # mmdet is optional; only detection configs need its dumper
 
 def dump_atomically(obj, path: str) -> None:
     """``mmengine.dump`` (format from the extension: .pkl, .json, .yaml) through a temporary file."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    file_format = osp.splitext(path)[1][1:]
-    partial = f'{path}.tmp{os.getpid()}'
-    try:
-        dump(obj, partial, file_format=file_format)
-        os.replace(partial, path)
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+    with atomic_path(path) as partial:
+        dump(obj, partial, file_format=osp.splitext(path)[1][1:])
 
 
 class _AtomicCompute:

@@ -14,7 +14,6 @@ import os
 import os.path as osp
 import random
 import re
-import tempfile
 import zipfile
 from typing import List, Optional
 
@@ -23,6 +22,8 @@ import torch
 from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from mixformer_mm.utils.atomic import atomic_path
 
 
 class CheckpointError(RuntimeError):
@@ -39,19 +40,8 @@ class CheckpointMismatchError(KeyError):
 # --- atomic checkpoint files -----------------------------------------------------------------------------------
 def atomic_torch_save(obj, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def install_atomic_checkpoint_saving() -> None:

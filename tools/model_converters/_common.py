@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import torch
 
-from mixformer_mm.utils import compare_state_dicts, describe_mismatch, unwrap_state_dict
+from mixformer_mm.utils import atomic_path, compare_state_dicts, describe_mismatch, unwrap_state_dict
 
 URL_SCHEMES = ('http://', 'https://')
 
@@ -68,8 +68,6 @@ def check_against_variants(converted, model_cls, backbone_prefix: str, build_kwa
 
 
 def save_checkpoint(state_dict, path: str, meta: dict) -> None:
-    """Write ``{'state_dict', 'meta'}`` through a temporary file so a crash never leaves a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
-    os.replace(tmp, path)
+    """Write ``{'state_dict', 'meta'}`` atomically, so a crash never leaves a half-written file."""
+    with atomic_path(path) as tmp:
+        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
