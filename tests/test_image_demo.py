@@ -42,7 +42,8 @@ def checkpoints(tmp_path_factory):
                    f'param_scheduler.1.begin={ITERS // 2}', f'param_scheduler.1.end={ITERS}',
                    f'default_hooks.checkpoint.interval={ITERS}']
         result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, f'training the {task} demo failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
+        assert result.returncode == 0, \
+            f'training the {task} demo failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
         found[task] = osp.join(work_dir, f'iter_{ITERS}.pth')
         assert osp.isfile(found[task])
     return found
