@@ -22,7 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
 from mixformer_mm.engine import (CheckpointError, CheckpointMismatchError, check_checkpoint_fits,  # noqa: E402
                                  check_model_types, load_config)
-from mixformer_mm.engine.reliability import checkpoint_problem  # noqa: E402
+from mixformer_mm.engine.reliability import check_checkpoint_readable  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -77,14 +77,6 @@ def output_files(images: list, out_dir: str) -> list:
             raise DemoError(f'{seen[out_file]} and {image} would both be drawn to {out_file}; run them separately')
         seen[out_file] = image
     return out_files
-
-
-def check_weights(path: str) -> None:
-    if not osp.isfile(path):
-        raise DemoError(f'checkpoint {path} does not exist')
-    problem = checkpoint_problem(path)
-    if problem:
-        raise CheckpointError(f'checkpoint {path} cannot be read: {problem}')
 
 
 def _classification_inferencer(cfg, weights: str, device: str):
@@ -193,7 +185,7 @@ def run(args) -> list:
     """Predict and draw every image; return one dict per image (image, out_file, task, prediction)."""
     images = list_images(args.image)
     cfg = load_config(args.config, args.cfg_options)
-    check_weights(args.weights)
+    check_checkpoint_readable(args.weights)
     scope = cfg.get('default_scope')
     if scope not in TASKS:
         raise DemoError(f"config {args.config} has default_scope={scope!r}; image_demo.py runs mmpretrain, mmdet "

@@ -22,8 +22,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mixformer_mm  # noqa: E402,F401
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
-from mixformer_mm.engine.reliability import (DEFAULT_TEST_HOOKS, CheckpointError, add_default_hooks,  # noqa: E402
-                                             checkpoint_problem)
+from mixformer_mm.engine.reliability import (DEFAULT_TEST_HOOKS, add_default_hooks,  # noqa: E402
+                                             check_checkpoint_readable)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
@@ -176,11 +176,7 @@ def stage_segmentation_maps(cfg, out_dir: str) -> None:
 
 
 def build_runner(args):
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
-    problem = checkpoint_problem(args.checkpoint)
-    if problem:
-        raise CheckpointError(f'checkpoint {args.checkpoint} cannot be read: {problem}')
+    check_checkpoint_readable(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
     scope = cfg.get('default_scope')
     check_out(args, scope)

@@ -80,6 +80,15 @@ def checkpoint_problem(path: str) -> Optional[str]:
     return None
 
 
+def check_checkpoint_readable(path: str) -> None:
+    """Refuse, naming the file, a checkpoint that is missing (FileNotFoundError) or broken (CheckpointError)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(f'checkpoint {path} cannot be read: {problem}')
+
+
 def _checkpoint_order(path: str):
     numbers = re.findall(r'\d+', osp.basename(path))
     return (int(numbers[-1]) if numbers else -1, osp.getmtime(path))
