@@ -1,7 +1,7 @@
 """What a model launches and writes, counted exactly on the CPU.
 
-At ImageNet sizes these backbones are bound on a GPU by kernel launches and memory traffic, not by FLOPs (the
-README's "Speed and memory" section). Both can be counted without a GPU, and unlike a timing the counts do not
+At ImageNet sizes these backbones are bound on a GPU by kernel launches and memory traffic, not by FLOPs
+(docs/speed_and_memory.md). Both can be counted without a GPU, and unlike a timing the counts do not
 depend on the machine's load:
 
 - :func:`count_eager` runs a step under a ``TorchDispatchMode`` and counts every aten op that reaches a kernel,

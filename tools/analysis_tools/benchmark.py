@@ -27,8 +27,8 @@ so that a drift in a shared machine's load is spread over all of them. Peak memo
 ``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the process's peak resident set minus its resident set
 before the model was built (weights, optimizer state, activations and allocator caches); the highest of the rounds.
 On CPU, ``page faults/step`` counts the process's minor page faults per timed step: memory the allocator gave back
-to the kernel and took again, each page zeroed on first touch (glibc does this with large temporaries; the README's
-"Speed and memory" section has the settings that stop it).
+to the kernel and took again, each page zeroed on first touch (glibc does this with large temporaries;
+docs/speed_and_memory.md has the settings that stop it).
 FLOPs are multiply-adds at batch 1 (``mixformer_mm.utils.flops``); MFU, on CUDA only, is
 ``2 * FLOPs * img/s`` (x3 for training) over the device's dense peak (``--peak-tflops`` or a known GPU's).
 """
