@@ -21,18 +21,12 @@ from torch import nn
 from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.conv_layers import ConvPositionEncoding, conv_norm_act, overlapping_stem_layers
 from mixformer_mm.models.layers.dynamic_group_attention import IMPLEMENTATIONS, DGAttention
+from mixformer_mm.models.layers.norm import LayerNorm2d
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
 
 LN_EPS = 1e-6
-
-
-class ChannelsFirstLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map (a LayerNorm subclass, so init and weight decay treat it as one)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 # --- stem ------------------------------------------------------------------------------------------------------
@@ -51,7 +45,7 @@ def build_stem(kind: str, in_channels: int, embed_dims: int, norm_cfg: dict) -> 
                   + conv_norm_act(half, half, 1, norm_cfg) + [nn.Conv2d(half, embed_dims, 2, stride=2)])
     else:
         raise ValueError(f"DGT: stem must be 'conv' or 'cmt', got {kind!r}")
-    return nn.Sequential(*layers, ChannelsFirstLayerNorm(embed_dims, eps=LN_EPS))
+    return nn.Sequential(*layers, LayerNorm2d(embed_dims, eps=LN_EPS))
 
 
 # --- block ----------------------------------------------------------------------------------------------------
@@ -127,7 +121,7 @@ class DGTStage(BaseModule):
         self.with_cp = with_cp
         self.downsample = nn.Sequential(
             nn.Conv2d(in_channels, embed_dims, 3, stride=2, padding=1),
-            ChannelsFirstLayerNorm(embed_dims, eps=LN_EPS)) if downsample else None
+            LayerNorm2d(embed_dims, eps=LN_EPS)) if downsample else None
         self.blocks = ModuleList([
             DGTBlock(embed_dims, num_heads, mlp_ratio, drop_path_rates[i], attn_cfg, ffn_norm_cfg)
             for i in range(depth)

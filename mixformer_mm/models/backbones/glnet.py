@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath, LayerScale
-from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleDict, ModuleList
 from torch import nn
 
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.attention import MultiheadSelfAttention
+from mixformer_mm.models.layers.ffn import token_ffn
+from mixformer_mm.models.layers.norm import LayerNorm2d
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -33,31 +35,12 @@ MIXING_MODES = ('glmix', 'glmix_mhsa', 'mhsa', 'mhsa_tokens')
 SLOT_INITS = ('pool', 'param')
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an (N, C, H, W) map (timm's ``LayerNorm2d``).
-
-    On the channels-last maps the network runs on, the permuted (N, H, W, C) input is contiguous, so the norm
-    works on the map's own memory without a copy, and its output is channels-last again.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
-class MultiheadSelfAttention(BaseModule):
-    """Global multi-head self-attention on (B, N, C) tokens through ``scaled_dot_product_attention``.
-
-    The maths of ``nn.MultiheadAttention``, which the official code uses: one fused ``[q | k | v]`` projection,
-    head ``j`` owning channels ``[j*d, (j+1)*d)``, scale ``d**-0.5``. SDPA picks a memory-efficient kernel, which
-    the plain attention stages need at detection sizes (about 4,200 tokens in stage 2 at 800x1333).
-    """
+class TorchMHAInitSelfAttention(MultiheadSelfAttention):
+    """The shared SDPA self-attention, initialised like the ``nn.MultiheadAttention`` of the official code (whose
+    maths it has); ``embed_dims // head_dims`` heads."""
 
     def __init__(self, embed_dims: int, head_dims: int = 32, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.num_heads = embed_dims // head_dims
-        self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        super().__init__(embed_dims, embed_dims // head_dims, init_cfg=init_cfg)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -65,15 +48,6 @@ class MultiheadSelfAttention(BaseModule):
         # truncated-normal init skips it and it keeps the MHA's own xavier-uniform weights and zero bias.
         nn.init.xavier_uniform_(self.qkv.weight)
         nn.init.zeros_(self.qkv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, channels = x.shape
-        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, channels // self.num_heads)
-        # Unbinding the q/k/v axis in place (not after moving it to the front) makes the backward stack the three
-        # gradients straight into the projection's (B, N, 3C) layout instead of copying them there afterwards.
-        query, key, value = (t.transpose(1, 2) for t in qkv.unbind(2))
-        out = F.scaled_dot_product_attention(query, key, value)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, channels))
 
 
 class ResidualDepthwiseConv(nn.Conv2d):
@@ -144,7 +118,7 @@ class GLMixBlock(BaseModule):
             self.init_slots = None
         self.cpe = _depthwise_conv(embed_dims, CPE_KERNEL) if use_cpe else None
         self.norm1 = LayerNorm2d(embed_dims, eps=BLOCK_NORM_EPS)
-        self.slot_attn = MultiheadSelfAttention(embed_dims, head_dims)
+        self.slot_attn = TorchMHAInitSelfAttention(embed_dims, head_dims)
         # No norm or activation between the three convs (the official "pseudo qkv / attention / output" convs).
         self.local_branch = nn.Sequential(
             OrderedDict(
@@ -209,7 +183,7 @@ class MHSABlock(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.cpe = _depthwise_conv(embed_dims, CPE_KERNEL) if use_cpe else None
         self.norm1 = nn.LayerNorm(embed_dims, eps=BLOCK_NORM_EPS)
-        self.attn = MultiheadSelfAttention(embed_dims, head_dims)
+        self.attn = TorchMHAInitSelfAttention(embed_dims, head_dims)
         self.ls1 = _layer_scale(embed_dims, layer_scale, 'channels_last')
         self.norm2 = LayerNorm2d(embed_dims, eps=BLOCK_NORM_EPS)
         self.ffn = ConvFFN(embed_dims, int(mlp_ratio * embed_dims), ffn_dwconv)
@@ -238,17 +212,11 @@ class MHSATokenBlock(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims, eps=BLOCK_NORM_EPS)
-        self.attn = MultiheadSelfAttention(embed_dims, head_dims)
+        self.attn = TorchMHAInitSelfAttention(embed_dims, head_dims)
         self.ls1 = _layer_scale(embed_dims, layer_scale, 'channels_last')
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=BLOCK_NORM_EPS)
-        self.ffn = FFN(
-            embed_dims=embed_dims,
-            feedforward_channels=int(mlp_ratio * embed_dims),
-            act_cfg=dict(type='GELU'),
-            dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate) if drop_path_rate > 0 else None,
-            add_identity=True,
-            layer_scale_init_value=layer_scale)
+        self.ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate, layer_scale)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens + self.drop_path(self.ls1(self.attn(self.norm1(tokens))))

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
+from .attention import merge_heads, split_fused_qkv
 from .layout import map_to_tokens, tokens_to_map
 
 IMPLEMENTATIONS = ('bucketed', 'masked_dense')
@@ -315,18 +316,19 @@ class DGAttention(BaseModule):
 
     # -- forward
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        batch, num_tokens, channels = x.shape
+        batch, num_tokens, _ = x.shape
         if hw[0] * hw[1] != num_tokens:
             raise ValueError(f'DGAttention: {num_tokens} tokens do not form a {hw[0]}x{hw[1]} map')
         heads, dims = self.num_heads, self.head_dims
-        qkv = self.qkv(x).view(batch, num_tokens, 3, heads, dims).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x)
 
         if self.is_global(num_tokens):
-            out = F.scaled_dot_product_attention(*qkv.unbind(0))
+            out = F.scaled_dot_product_attention(*split_fused_qkv(qkv, heads))
         else:
             rows = batch * heads
             # Q, K and V as contiguous (B*h, N, d) rows, in one copy: the clustering, the key scoring and the
             # bucket gathers would each copy strided rows again
+            qkv = qkv.view(batch, num_tokens, 3, heads, dims).permute(2, 0, 3, 1, 4)
             q, k, v = qkv.reshape(3, rows, num_tokens, dims).contiguous().unbind(0)
             assignment, key_index = self.group_and_select(q, k, hw)
             if self.impl == 'bucketed':
@@ -336,7 +338,7 @@ class DGAttention(BaseModule):
                 out = masked_dense_group_attention(q, k, v, assignment, key_index)
             out = out.view(batch, heads, num_tokens, dims)
         self._count_uncounted(batch, num_tokens, x.device)
-        return self.proj(out.transpose(1, 2).reshape(batch, num_tokens, channels))
+        return self.proj(merge_heads(out))
 
     def group_and_select(self, q: torch.Tensor, k: torch.Tensor, hw: Tuple[int, int]):
         """Assignment (B*h, N) and selected key indices (B*h, G, k) for per-head queries and keys (B*h, N, d)."""
