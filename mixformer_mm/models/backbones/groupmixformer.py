@@ -13,12 +13,14 @@ from typing import Sequence, Tuple
 import torch
 from mmcv.cnn import DepthwiseSeparableConvModule, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
 from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.attention import split_heads
 from mixformer_mm.models.layers.bn_fold import bn_affine, fold_affine_into_rows
+from mixformer_mm.models.layers.conv_layers import ConvPositionEncoding
+from mixformer_mm.models.layers.ffn import token_ffn
 from mixformer_mm.registry import register_model
 
 from .base_backbone import HierarchicalBackbone
@@ -123,9 +125,9 @@ class GroupMixAttention(BaseModule):
         non_attn = self.act(self.non_attn_norm(map_to_tokens(non_attn)))
         return pre_attn.view(3, batch, self.attn_dims, height, width).unbind(0), non_attn
 
-    def _to_heads(self, feature_map: torch.Tensor) -> torch.Tensor:
-        tokens = map_to_tokens(feature_map)
-        return tokens.unflatten(-1, (NUM_HEADS, self.head_dims)).transpose(1, 2)
+    @staticmethod
+    def _to_heads(feature_map: torch.Tensor) -> torch.Tensor:
+        return split_heads(map_to_tokens(feature_map), NUM_HEADS)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         batch, num_tokens, _ = x.shape
@@ -156,22 +158,16 @@ class GroupMixBlock(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.cpe = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.cpe = ConvPositionEncoding(embed_dims)
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.attn = GroupMixAttention(embed_dims, qkv_bias=qkv_bias, norm_cfg=norm_cfg)
         # Both residual branches use the block's rate, each drawing its own mask.
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.ffn = FFN(
-            embed_dims=embed_dims,
-            feedforward_channels=int(embed_dims * mlp_ratio),
-            act_cfg=dict(type='GELU'),
-            dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate) if drop_path_rate > 0 else None,
-            add_identity=True)
+        self.ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        feature_map = tokens_to_map(x, hw)
-        x = map_to_tokens(feature_map + self.cpe(feature_map))
+        x = self.cpe(x, hw)
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return self.ffn(self.norm2(x), identity=x)
 

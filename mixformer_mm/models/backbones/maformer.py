@@ -21,7 +21,6 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import FFN
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
@@ -29,8 +28,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
+from mixformer_mm.models.layers.attention import merge_heads, split_fused_qkv, split_heads
 from mixformer_mm.models.layers.conv_layers import (ConvPositionEncoding, overlapping_stem_grid,
                                                     overlapping_stem_layers)
+from mixformer_mm.models.layers.ffn import token_ffn
 from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 
@@ -52,28 +53,6 @@ def _pair(size: Union[int, Sequence[int]]) -> HW:
     if len(size) != 2:
         raise ValueError(f'expected an int or an (H, W) pair, got {size}')
     return size
-
-
-def _ffn(embed_dims: int, mlp_ratio: float, drop_path_rate: float) -> FFN:
-    """Linear(C, rC) -> GELU -> Linear(rC, C), with the residual and DropPath inside (mmcv's FFN)."""
-    return FFN(
-        embed_dims=embed_dims,
-        feedforward_channels=int(embed_dims * mlp_ratio),
-        act_cfg=dict(type='GELU'),
-        dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate) if drop_path_rate > 0 else None,
-        add_identity=True)
-
-
-def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(..., L, C) -> (..., heads, L, C / heads)."""
-    *lead, length, channels = x.shape
-    return x.reshape(*lead, length, num_heads, channels // num_heads).transpose(-3, -2)
-
-
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(..., heads, L, d) -> (..., L, heads * d)."""
-    x = x.transpose(-3, -2)
-    return x.reshape(*x.shape[:-2], -1)
 
 
 def resample_grid(x: torch.Tensor, size: HW, mode: str = 'bilinear') -> torch.Tensor:
@@ -192,12 +171,12 @@ class WindowAttention(BaseModule):
         # SDPA cannot broadcast the (heads, w^2, w^2) bias and fails to compile.
         windows = windows.reshape(-1, w * w, channels)
 
-        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(windows).chunk(3, dim=-1))
+        q, k, v = split_fused_qkv(self.qkv(windows), self.num_heads)
         mask = self._relative_position_bias().to(q.dtype)  # broadcasts over B * windows
         if self.shift_size:
             shift_mask = self._shift_mask((padded_h, padded_w), x.device).to(q.dtype)[:, None]  # (windows, 1, ...)
             mask = (mask + shift_mask).repeat(batch, 1, 1, 1)  # window-major within each image, as the batch axis
-        out = self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+        out = self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
         out = out.reshape(batch, padded_h // w, padded_w // w, w, w, channels).transpose(2, 3)
         out = out.reshape(batch, padded_h, padded_w, channels)
@@ -433,11 +412,11 @@ class AttentionFusion(BaseModule):
         if self.mode == 'concat_linear':
             upsampled = self._global_on_local_grid(global_tokens, hw)
             return self.proj(torch.cat([self.norm_q(local_tokens), upsampled], dim=-1))
-        q = _split_heads(self.q(self.norm_q(local_tokens)), self.num_heads)
-        k = _split_heads(self.k(global_tokens), self.num_heads)
-        v = _split_heads(self.v(global_tokens), self.num_heads)
+        q = split_heads(self.q(self.norm_q(local_tokens)), self.num_heads)
+        k = split_heads(self.k(global_tokens), self.num_heads)
+        v = split_heads(self.v(global_tokens), self.num_heads)
         # SDPA: the L x Lg score matrix is never materialised by the fused kernels
-        return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
 
 # --- 4. MAF block ----------------------------------------------------------------------------------------------
@@ -462,7 +441,7 @@ class MAFBlock(BaseModule):
         self.attn = WindowAttention(embed_dims, num_heads, window_size, shift=shift, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
-        self.ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
+        self.ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
         self.norm_gld = nn.LayerNorm(embed_dims)
         self.gld = GlobalDownsampling(embed_dims, ref_hw, gld_ratio, resize=gld_resize,
@@ -473,7 +452,7 @@ class MAFBlock(BaseModule):
         self.fusion_ffn = None
         if fusion_ffn:
             self.norm3 = nn.LayerNorm(embed_dims)
-            self.fusion_ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
+            self.fusion_ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
     def forward(self, x: torch.Tensor, hw: HW, gld_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.cpe is not None:
@@ -502,12 +481,12 @@ class GlobalAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        out = _merge_heads(F.scaled_dot_product_attention(*(_split_heads(t, self.num_heads) for t in (q, k, v))))
+        q, k, v = split_fused_qkv(self.qkv(x), self.num_heads)
+        out = merge_heads(F.scaled_dot_product_attention(q, k, v))
         if self.lepe is not None:
-            # V viewed as a channels-last map (strided: it is a slice of the fused projection); the conv's output
-            # is channels-last, so its tokens are contiguous
-            out = out + map_to_tokens(self.lepe(tokens_to_map(v, hw)))
+            # V's tokens (a strided view: a slice of the fused projection) viewed as a channels-last map; the
+            # conv's output is channels-last, so its tokens are contiguous
+            out = out + map_to_tokens(self.lepe(tokens_to_map(merge_heads(v), hw)))
         return self.proj(out)
 
 
@@ -523,7 +502,7 @@ class GlobalBlock(BaseModule):
         self.attn = GlobalAttention(embed_dims, num_heads, lepe=lepe, qkv_bias=qkv_bias)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
-        self.ffn = _ffn(embed_dims, mlp_ratio, drop_path_rate)
+        self.ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
     def forward(self, x: torch.Tensor, hw: HW, gld_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.cpe is not None:
