@@ -4,6 +4,10 @@
     python tools/train.py CONFIG --work-dir work_dirs/x --resume            # continue from the latest checkpoint
     python tools/train.py CONFIG --tensorboard                              # also log to TensorBoard
     bash tools/dist_train.sh CONFIG 8                                       # 8 processes via torchrun
+
+On SIGTERM or SIGUSR1 (Slurm's warning before a time limit or preemption) training finishes the current iteration,
+saves it as the usual iter_N.pth (epoch-based loops: at the end of the current epoch, epoch_N.pth), and exits with
+code 124 (REQUEUE_EXIT_CODE), after which `--resume` continues from that checkpoint; tools/slurm_train.sh requeues.
 """
 import argparse
 import os
@@ -14,8 +18,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine.preemption import REQUEUE_EXIT_CODE, PreemptionHook  # noqa: E402
 from mixformer_mm.engine.reliability import (DEFAULT_TRAIN_HOOKS, add_default_hooks,  # noqa: E402
-                                             install_atomic_checkpoint_saving, resolve_resume)
+                                             install_atomic_checkpoint_saving, resolve_resume,
+                                             use_safe_checkpoint_hook)
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -66,6 +72,7 @@ def build_cfg(args):
         # mmengine's own auto-resume trusts last_checkpoint blindly; ours skips files a crash left broken
         cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir, args.resume, log=_stderr)
     add_default_hooks(cfg, DEFAULT_TRAIN_HOOKS + (dict(type='CheckpointFitHook', strict=bool(cfg.get('resume'))), ))
+    use_safe_checkpoint_hook(cfg)
     return cfg
 
 
@@ -102,6 +109,12 @@ def main(argv=None):
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    stopped = next((h for h in runner.hooks if isinstance(h, PreemptionHook) and h.preempted), None)
+    if stopped is not None:
+        _stderr(f'training stopped early at a signal ({stopped.received or "received on another rank"}) with '
+                f'checkpoint {stopped.checkpoint}; exit code {REQUEUE_EXIT_CODE} asks for a requeue, and '
+                f'`tools/train.py {args.config} --work-dir {cfg.work_dir} --resume` continues')
+        sys.exit(REQUEUE_EXIT_CODE)
 
 
 if __name__ == '__main__':

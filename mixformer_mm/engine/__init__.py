@@ -1,9 +1,13 @@
 from .launch import DataNotFoundError, check_data, check_model_types, load_config, setup_distributed
-from .reliability import (CheckpointError, CheckpointFitHook, CheckpointMismatchError, DatasetSizeHook,
-                          NonFiniteLossError, NonFiniteLossHook, RandomStateHook, check_checkpoint_fits)
+from .preemption import PREEMPTED_MARKER, REQUEUE_EXIT_CODE, PreemptionHook
+from .reliability import (CheckpointError, CheckpointFitHook, CheckpointMismatchError, CheckpointWriteError,
+                          DatasetSizeHook, NonFiniteLossError, NonFiniteLossHook, RandomStateHook,
+                          check_checkpoint_fits)
+from .safe_checkpoint import SafeCheckpointHook
 
 __all__ = [
     'DataNotFoundError', 'check_data', 'check_model_types', 'load_config', 'setup_distributed', 'CheckpointError',
     'CheckpointFitHook', 'CheckpointMismatchError', 'check_checkpoint_fits', 'DatasetSizeHook', 'NonFiniteLossError',
-    'NonFiniteLossHook', 'RandomStateHook'
+    'NonFiniteLossHook', 'RandomStateHook', 'CheckpointWriteError', 'PreemptionHook', 'PREEMPTED_MARKER',
+    'REQUEUE_EXIT_CODE', 'SafeCheckpointHook'
 ]

@@ -38,10 +38,57 @@ class CheckpointMismatchError(KeyError):
 
 
 # --- atomic checkpoint files -----------------------------------------------------------------------------------
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (full disk, quota, file-size limit); nothing appeared under its name."""
+
+
 def atomic_torch_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``.
+
+    A failed write (a full disk, a quota, RLIMIT_FSIZE) raises :class:`CheckpointWriteError` naming ``path`` and the
+    reason; the temporary file is removed and the files already in the folder are untouched.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, 'wb') as f:  # through a Python file, so that the OS error (errno) reaches us
+                torch.save(obj, f)
+    except (OSError, RuntimeError) as error:
+        cause = _os_error_in_chain(error)
+        if cause is None:
+            raise
+        raise CheckpointWriteError(
+            cause.errno, f'cannot write checkpoint {path}: {_write_failure_reason(cause, path)}. Nothing was written '
+            f'under that name (the partial temporary file was removed) and the earlier checkpoints are intact; '
+            f'--resume continues from the newest of them once the cause is fixed') from error
+
+
+def _os_error_in_chain(error: BaseException) -> Optional[OSError]:
+    """The OSError behind ``error`` (torch.save reports a failed write as a RuntimeError raised during the OSError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _write_failure_reason(error: OSError, path: str) -> str:
+    import errno
+    reason = f'{error.strerror or error} (errno {errno.errorcode.get(error.errno, error.errno)})'
+    if error.errno == errno.EFBIG:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            reason += f': this process may write files of at most {limit} bytes (RLIMIT_FSIZE, `ulimit -f`)'
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            stat = os.statvfs(osp.dirname(osp.abspath(path)))
+            reason += (f': {stat.f_bavail * stat.f_frsize / 2**20:.1f} MiB free on the file system of '
+                       f'{osp.dirname(osp.abspath(path))}')
+        except OSError:
+            pass
+    return reason
 
 
 def install_atomic_checkpoint_saving() -> None:
@@ -331,7 +378,8 @@ def check_checkpoint_fits(model, checkpoint: dict, source: str, strict: bool = T
     return report
 
 
-DEFAULT_TRAIN_HOOKS = (dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'), dict(type='DatasetSizeHook'))
+DEFAULT_TRAIN_HOOKS = (dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'), dict(type='DatasetSizeHook'),
+                       dict(type='PreemptionHook'))
 DEFAULT_TEST_HOOKS = (dict(type='DatasetSizeHook'), dict(type='CheckpointFitHook', strict=True))
 
 
@@ -343,3 +391,16 @@ def add_default_hooks(cfg, hooks=DEFAULT_TRAIN_HOOKS) -> None:
         if hook['type'] not in present and f"mmengine.{hook['type']}" not in present:
             custom.append(dict(hook))
     cfg.custom_hooks = custom
+
+
+def use_safe_checkpoint_hook(cfg) -> None:
+    """Replace mmengine's CheckpointHook (which deletes the outdated checkpoint before writing the new one) by
+    :class:`~mixformer_mm.engine.safe_checkpoint.SafeCheckpointHook` (same arguments; deletes after writing)."""
+    hooks = cfg.get('default_hooks', None)
+    if hooks is None:
+        cfg.default_hooks = hooks = {}
+    if 'checkpoint' not in hooks:  # mmengine's Runner would add CheckpointHook(interval=1)
+        hooks['checkpoint'] = dict(type='SafeCheckpointHook', interval=1)
+    elif isinstance(hooks['checkpoint'], dict) and hooks['checkpoint'].get('type') in ('CheckpointHook',
+                                                                                        'mmengine.CheckpointHook'):
+        hooks['checkpoint']['type'] = 'SafeCheckpointHook'
