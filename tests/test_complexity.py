@@ -94,3 +94,42 @@ def test_baddbmm_is_counted_like_bmm():
 
     bias, a, b = torch.randn(3, 1, 6), torch.randn(3, 5, 4), torch.randn(3, 4, 6)
     assert count_flops(Distances(), (bias, a, b)) == 3 * 5 * 4 * 6
+
+
+def test_untraced_flops_are_counted_only_by_hooks_that_exist_while_counting(monkeypatch):
+    """A training step does no FLOP bookkeeping: GLD's and DG-Attention's ``untraced_flops`` run only from the
+    forward hooks that ``count_flops`` installs for the count and removes afterwards."""
+    import torch
+    from mixformer_mm.models.backbones import DGT, MAFormer
+    from mixformer_mm.models.backbones.maformer import GlobalDownsampling
+    from mixformer_mm.models.layers.dynamic_group_attention import DGAttention
+    from mixformer_mm.utils.flops import count_flops
+    from tests.test_dgt import TINY as DGT_TINY
+    from tests.test_maformer import TINY_KW as MAFORMER_TINY_KW
+
+    calls = []
+    for cls in (GlobalDownsampling, DGAttention):
+        original = cls.untraced_flops
+
+        def recorded(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, 'untraced_flops', recorded)
+
+    def hooked(model):
+        return [name for name, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
+
+    for model, accounted in ((MAFormer(**MAFORMER_TINY_KW), GlobalDownsampling), (DGT(arch=DGT_TINY), DGAttention)):
+        x = torch.randn(2, 3, 96, 80)  # larger than MAFormer's 64x64 reference: GLD resamples anti-aliased
+        model.train()
+        sum(o.square().mean() for o in model(x)).backward()
+        assert calls == [] and hooked(model) == []
+        model.eval()
+        flops = count_flops(model, (x, ))
+        accounted_modules = [m for m in model.modules() if isinstance(m, accounted)]
+        assert len(calls) == len(accounted_modules) > 0  # one call per module forward, all from the hooks
+        # GLD adds its resamplings; DG-Attention takes the tracer's padded bucket slots off (negative here)
+        assert sum(m.uncounted_flops() for m in accounted_modules) != 0 and flops > 0
+        assert hooked(model) == []  # removed after the count
+        calls.clear()

@@ -34,6 +34,7 @@ from mixformer_mm.models.layers.conv_layers import (ConvPositionEncoding, overla
 from mixformer_mm.models.layers.ffn import token_ffn
 from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
+from mixformer_mm.utils.flops import UntracedFlopsMixin
 
 from .base_backbone import HierarchicalBackbone
 
@@ -186,7 +187,7 @@ class WindowAttention(BaseModule):
 
 
 # --- 2. global branch: Global Learning with Down-sampling (GLD) ------------------------------------------------
-class GlobalDownsampling(BaseModule):
+class GlobalDownsampling(UntracedFlopsMixin, BaseModule):
     """GLD: a learned FC over the token axis, L0 -> Lg = round(N * L0) tokens, plus a position term.
 
     Paper (via the third-party restatement): ``X_G = FC(X) + Pos(X)``, the FC acting on the flattened,
@@ -257,27 +258,26 @@ class GlobalDownsampling(BaseModule):
         super().init_weights()
         self._reset_parameters()
 
-    def reset_uncounted_flops(self) -> None:
-        self._uncounted_macs = 0
-
-    def uncounted_flops(self) -> int:
-        """The anti-aliased resampling of the last forward, which FlopAnalyzer cannot price (see utils.flops)."""
-        return getattr(self, '_uncounted_macs', 0)
+    def untraced_flops(self, x: torch.Tensor, hw: HW, pos_embed: Optional[torch.Tensor] = None) -> int:
+        """The anti-aliased resamplings of a forward on ``x``, which FlopAnalyzer cannot price (called by
+        ``mixformer_mm.utils.flops`` while it counts)."""
+        maps = x.shape[0] * x.shape[2]  # batch x channels planes
+        macs = 0
+        if self.resize == 'bilinear' and (hw[0] > self.ref_hw[0] or hw[1] > self.ref_hw[1]):
+            macs += antialiased_resize_macs(hw, self.ref_hw, maps)
+        if self.pos_from_input and (hw[0] > self.global_hw[0] or hw[1] > self.global_hw[1]):
+            macs += antialiased_resize_macs(hw, self.global_hw, maps)
+        return macs
 
     def forward(self, x: torch.Tensor, hw: HW, pos_embed: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, H*W, C) normalised tokens -> (B, Lg, C) global tokens."""
         batch, _, channels = x.shape
         channel_first = x.transpose(1, 2)  # (B, C, L): the FC mixes tokens, shared over channels
-        shrinking = hw[0] > self.ref_hw[0] or hw[1] > self.ref_hw[1]
-        self._uncounted_macs = (antialiased_resize_macs(hw, self.ref_hw, batch * channels)
-                                if self.resize == 'bilinear' and shrinking else 0)
         fmap = channel_first.reshape(batch, channels, *hw)
         if tuple(hw) != self.ref_hw:
             channel_first = resample_grid(fmap, self.ref_hw, self.resize).flatten(2)
         tokens = self.token_fc(channel_first).transpose(1, 2)
         if self.pos_from_input:
-            if hw[0] > self.global_hw[0] or hw[1] > self.global_hw[1]:
-                self._uncounted_macs += antialiased_resize_macs(hw, self.global_hw, batch * channels)
             return tokens + resample_grid(fmap, self.global_hw, 'bilinear').flatten(2).transpose(1, 2)
         pos_embed = self.pos_embed if pos_embed is None else pos_embed
         return tokens if pos_embed is None else tokens + pos_embed

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
+from mixformer_mm.utils.flops import UntracedFlopsMixin
+
 from .attention import merge_heads, split_fused_qkv
 from .layout import map_to_tokens, tokens_to_map
 
@@ -233,7 +235,7 @@ def masked_dense_group_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 
 # --- the module -----------------------------------------------------------------------------------------------
-class DGAttention(BaseModule):
+class DGAttention(UntracedFlopsMixin, BaseModule):
     """Dynamic Group Attention over a (B, H*W, C) token map.
 
     Args:
@@ -296,7 +298,6 @@ class DGAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.last_grouping = None  # set by forward when `record_grouping` is on (visualisation)
         self.record_grouping = False
-        self.reset_uncounted_flops()
 
     # -- sizes for a given input
     def effective_topk(self, num_tokens: int) -> int:
@@ -337,7 +338,6 @@ class DGAttention(BaseModule):
             else:
                 out = masked_dense_group_attention(q, k, v, assignment, key_index)
             out = out.view(batch, heads, num_tokens, dims)
-        self._count_uncounted(batch, num_tokens, x.device)
         return self.proj(merge_heads(out))
 
     def group_and_select(self, q: torch.Tensor, k: torch.Tensor, hw: Tuple[int, int]):
@@ -401,14 +401,8 @@ class DGAttention(BaseModule):
             return traced + batch * 2 * query_slots * topk * channels
         return traced + batch * 2 * num_tokens * num_tokens * channels  # masked dense: every query, all N keys
 
-    def reset_uncounted_flops(self) -> None:
-        self._uncounted = 0
-
-    def _count_uncounted(self, batch: int, num_tokens: int, device: torch.device) -> None:
-        self._uncounted += self.analytic_flops(batch, num_tokens) - self.traced_flops(batch, num_tokens, device)
-
-    def uncounted_flops(self) -> int:
-        """Analytic minus traced cost of the forwards since the last reset (see ``mixformer_mm.utils.flops``).
+    def untraced_flops(self, x: torch.Tensor, hw: Tuple[int, int]) -> int:
+        """Analytic minus traced cost of a forward on ``x`` (called by ``mixformer_mm.utils.flops`` while it counts).
 
         The tracer sees the multiply-adds of the assignments and the scoring (they are GEMMs), those of the
         centroid updates only where they are one-hot GEMMs (not on the CPU), and nothing of top-k, sort, gather
@@ -416,7 +410,8 @@ class DGAttention(BaseModule):
         S query slots), whereas the model's cost is that of the N real queries. The difference is reported here
         so that the total is the analytic cost.
         """
-        return self._uncounted
+        batch, num_tokens, _ = x.shape
+        return self.analytic_flops(batch, num_tokens) - self.traced_flops(batch, num_tokens, x.device)
 
     def extra_repr(self) -> str:
         auto = f', auto_group_size={self.auto_group_size}' if self.auto_group_size else ''
