@@ -109,12 +109,27 @@ fi
 pip_install -q "setuptools<81"
 # mmseg 1.2.2 imports ftfy and regex at import time without declaring them.
 pip_install -q "mmengine>=0.10.4,<0.11" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
-  pycocotools ftfy regex "pytest>=7" "pytest-timeout"
+  pycocotools ftfy regex "pytest>=7" "pytest-timeout" "flake8==7.5.0" "isort==9.0.2"
+# openmim, for `mim search/train/test/run mixformer_mm ...`. Without its dependency opendatalab: that pulls in
+# openxlab, which pins setuptools~=60.2 (torch 2.14 needs >= 77.0.3) and requests~=2.28; mim only calls
+# opendatalab's `odl` command for `mim download --dataset`, which is therefore not set up here.
+# (Its other dependencies first: pip's check of a later install would report the missing opendatalab as an error.)
+pip_install -q click colorama model-index pandas requests rich tabulate
+pip_install -q --no-deps "openmim==0.3.9"
+# Editable, through `setup.py develop`: mim finds a codebase where its distribution says it lives, which an
+# editable wheel (PEP 660) would place in site-packages; setup.py links configs/, tools/, demo/ and
+# model-index.yml into mixformer_mm/.mim/, where mim looks for them.
 pip_install -q --no-deps --no-build-isolation -e "$repo_root"
 
 "$python_bin" - <<'PY'
 import mmcv, mmdet, mmengine, mmpretrain, mmseg, torch, torchvision, numpy
 import mixformer_mm  # noqa: F401
+import os.path, sys
+from mim.utils import get_installed_path
+if not os.path.isfile(os.path.join(get_installed_path("mixformer_mm"), ".mim", "model-index.yml")):
+    print("[install] warning: mim does not find mixformer_mm/.mim: this pip made the editable install a PEP 660 "
+          "wheel, whose distribution lives in site-packages, away from the package; `mim ... mixformer_mm` needs "
+          "`setup.py develop`'s kind of editable install or a plain `pip install .`", file=sys.stderr)
 print(f"[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, numpy {numpy.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, "
       f"mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")
