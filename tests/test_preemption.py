@@ -260,3 +260,69 @@ def test_slurm_train_in_a_batch_job_requeues_it_and_a_restart_resumes_only_with_
     (tmp_path / 'work' / 'iter_4.pth').write_bytes(b'x')
     result, sruns, _ = _run_script(tmp_path, ['0'], SLURM_JOB_ID='77', SLURM_RESTART_COUNT='1')
     assert result.returncode == 0 and sruns[0].endswith('--amp --resume --launcher slurm')
+
+
+# --- epoch-based loops: the signal is honoured at the end of the epoch (in-process, a toy model) -----------------
+class _ToyModel(__import__('mmengine.model', fromlist=['BaseModel']).BaseModel):
+    """A linear regressor that sends its own process ``signal_at`` (a 1-based training step) once."""
+
+    def __init__(self, signal_at=None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(4, 1)
+        self.signal_at, self.steps = signal_at, 0
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        stack = (lambda x: torch.stack(x) if isinstance(x, (list, tuple)) else x)
+        out = self.linear(stack(inputs)).squeeze(-1)
+        if mode != 'loss':
+            return out
+        self.steps += 1
+        if self.steps == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return dict(loss=((out - stack(labels)) ** 2).mean())
+
+
+class _ToyDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return dict(inputs=torch.randn(4, generator=torch.Generator().manual_seed(i)), labels=torch.tensor(i % 3.0))
+
+
+def _epoch_runner(work_dir, model, resume_from=None):
+    from mmengine.runner import Runner
+    return Runner(
+        model=model, work_dir=str(work_dir),
+        train_dataloader=dict(dataset=_ToyDataset(), batch_size=4, sampler=dict(type='DefaultSampler', shuffle=True),
+                              collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[2], by_epoch=True),
+        train_cfg=dict(by_epoch=True, max_epochs=3), custom_hooks=[dict(type='PreemptionHook')],
+        default_hooks=dict(checkpoint=dict(type='SafeCheckpointHook', interval=100, by_epoch=True)),
+        randomness=dict(seed=0), resume=resume_from is not None, load_from=resume_from,
+        default_scope='mmengine', experiment_name=f'toy_{time.monotonic_ns()}')
+
+
+def test_an_epoch_based_loop_stops_at_the_end_of_the_epoch_and_resumes_exactly(tmp_path):
+    import mixformer_mm.engine  # noqa: F401  (registers the hooks)
+    reference = _ToyModel()
+    _epoch_runner(tmp_path / 'reference', reference).train()
+
+    interrupted = _ToyModel(signal_at=6)  # epoch 2, its second of four iterations
+    runner = _epoch_runner(tmp_path / 'preempted', interrupted)
+    runner.train()
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'PreemptionHook')
+    assert hook.preempted and hook.received == 'SIGTERM'
+    assert interrupted.steps == 8 and runner.iter == 8 and runner.epoch == 2  # finished epoch 2, then stopped
+    assert hook.checkpoint == str(tmp_path / 'preempted' / 'epoch_2.pth')
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone after the run
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    resumed = _ToyModel()
+    runner = _epoch_runner(tmp_path / 'preempted', resumed, resume_from=hook.checkpoint)
+    runner.train()
+    assert resumed.steps == 4 and runner.epoch == 3
+    assert torch.equal(resumed.linear.weight, reference.linear.weight)
+    assert torch.equal(resumed.linear.bias, reference.linear.bias)
