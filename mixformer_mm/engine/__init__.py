@@ -4,10 +4,11 @@ from .reliability import (CheckpointError, CheckpointFitHook, CheckpointMismatch
                           DatasetSizeHook, NonFiniteLossError, NonFiniteLossHook, RandomStateHook,
                           check_checkpoint_fits)
 from .safe_checkpoint import SafeCheckpointHook
+from .world_size import WorldSizeHook
 
 __all__ = [
     'DataNotFoundError', 'check_data', 'check_model_types', 'load_config', 'setup_distributed', 'CheckpointError',
     'CheckpointFitHook', 'CheckpointMismatchError', 'check_checkpoint_fits', 'DatasetSizeHook', 'NonFiniteLossError',
     'NonFiniteLossHook', 'RandomStateHook', 'CheckpointWriteError', 'PreemptionHook', 'PREEMPTED_MARKER',
-    'REQUEUE_EXIT_CODE', 'SafeCheckpointHook'
+    'REQUEUE_EXIT_CODE', 'SafeCheckpointHook', 'WorldSizeHook'
 ]
