@@ -192,13 +192,13 @@ def test_gld_init_pool_is_row_pair_averaging():
 SWITCHES = [
     dict(),
     dict(shift_windows=True),
-    dict(gld_pos='shared_interp'),
-    dict(gld_pos='from_input'),
-    dict(gld_pos='none', global_pos='none'),
-    dict(fusion_mode='add'),
-    dict(fusion_mode='concat_linear'),
-    dict(fusion_ffn=True, gld_init='pool', gld_resize='area'),
-    dict(maf_stages=(0, 1, 2), window_size=5, gld_ratio=0.25),
+    dict(gld_cfg=dict(pos='shared_interp')),
+    dict(gld_cfg=dict(pos='from_input')),
+    dict(gld_cfg=dict(pos='none'), global_pos='none'),
+    dict(fusion_cfg=dict(mode='add')),
+    dict(fusion_cfg=dict(mode='concat_linear')),
+    dict(fusion_cfg=dict(ffn=True), gld_cfg=dict(init='pool', resize='area')),
+    dict(maf_stages=(0, 1, 2), window_size=5, gld_cfg=dict(ratio=0.25)),
     dict(stem='conv', cpe=True),
 ]
 
@@ -216,13 +216,14 @@ def test_gradients_reach_every_parameter(switches):
     missing = parameters_without_gradient(model)
     assert not missing
     names = {n for n, _ in model.named_parameters()}
-    if switches.get('fusion_mode', 'cross_attn') == 'cross_attn':
+    gld_pos = switches.get('gld_cfg', {}).get('pos', 'per_block')
+    if switches.get('fusion_cfg', {}).get('mode', 'cross_attn') == 'cross_attn':
         for part in ('gld.token_fc.weight', 'fusion.q.weight', 'fusion.k.weight', 'fusion.v.weight',
                      'fusion.proj.weight'):
             assert f'stages.0.blocks.0.{part}' in names
-    if switches.get('gld_pos', 'per_block') == 'per_block':
+    if gld_pos == 'per_block':
         assert 'stages.1.blocks.1.gld.pos_embed' in names
-    if switches.get('gld_pos') == 'shared_interp':
+    if gld_pos == 'shared_interp':
         assert {'stages.0.pos_embed', 'stages.1.pos_proj.weight'} <= names
         assert not any('gld.pos_embed' in n for n in names)
 
@@ -251,16 +252,16 @@ def test_position_from_input_is_the_input_resampled_onto_the_global_grid():
 
 
 def test_position_from_input_builds_no_embedding_and_refuses_a_gridless_ratio():
-    model = MAFormer(**TINY_KW, gld_pos='from_input')
+    model = MAFormer(**TINY_KW, gld_cfg=dict(pos='from_input'))
     assert not any('pos_embed' in name or 'pos_proj' in name for name, _ in model.named_parameters())
     for size in ((64, 64), (45, 91), (224, 160)):
         assert [tuple(o.shape[-2:]) for o in model(torch.randn(1, 3, *size))] == _expected_hw(*size)
-    with pytest.raises(ValueError, match="gld_pos='from_input'.*global grid"):
-        MAFormer(**TINY_KW, gld_pos='from_input', gld_ratio=0.3)
+    with pytest.raises(ValueError, match="pos='from_input'.*global grid"):
+        MAFormer(**TINY_KW, gld_cfg=dict(pos='from_input', ratio=0.3))
 
 
 def test_shared_interp_position_embedding_is_one_per_stage():
-    model = MAFormer(arch=dict(TINY, depths=[2, 2, 1, 1]), pretrain_img_size=64, gld_pos='shared_interp')
+    model = MAFormer(arch=dict(TINY, depths=[2, 2, 1, 1]), pretrain_img_size=64, gld_cfg=dict(pos='shared_interp'))
     base = model.stages[0].pos_embed
     assert tuple(base.shape) == (1, 16, 8, 16)  # stage-1 global grid: (H0 / 2, W0)
     stage2 = model.stages[1].shared_gld_pos(base)
@@ -337,15 +338,22 @@ def test_unknown_arch_lists_valid_names():
     (dict(arch=dict(TINY, num_heads=[3, 2, 2, 4])), ValueError, r'not divisible by their heads.*\(16, 3\)'),
     (dict(arch=dict(TINY, depths=[1, 1, 1])), ValueError, r"arch\['depths'\] needs 4 values"),
     (dict(arch=dict(embed_dims=16)), KeyError, 'lacks'),
-    (dict(gld_pos='learned'), ValueError, 'gld_pos must be one of'),
+    (dict(gld_cfg=dict(pos='learned')), ValueError, r"gld_cfg\['pos'\] must be one of"),
     (dict(global_pos='rope'), ValueError, 'global_pos must be one of'),
-    (dict(gld_resize='nearest'), ValueError, 'gld_resize must be one of'),
-    (dict(fusion_mode='mul'), ValueError, 'fusion_mode must be one of'),
-    (dict(gld_init='zeros'), ValueError, 'gld_init must be one of'),
+    (dict(gld_cfg=dict(resize='nearest')), ValueError, r"gld_cfg\['resize'\] must be one of"),
+    (dict(fusion_cfg=dict(mode='mul')), ValueError, r"fusion_cfg\['mode'\] must be one of"),
+    (dict(gld_cfg=dict(init='zeros')), ValueError, r"gld_cfg\['init'\] must be one of"),
     (dict(maf_stages=(0, 4)), IndexError, 'maf_stages'),
-    (dict(gld_ratio=0.001), ValueError, 'leaves no global token'),
-    (dict(gld_ratio=0.3, fusion_mode='add'), ValueError, 'fusion_mode=.add. places the global tokens on a grid'),
-    (dict(gld_ratio=0.25, gld_init='pool'), ValueError, "gld_init='pool'.*needs gld_ratio=0.5"),
+    (dict(gld_cfg=dict(ratio=0.001)), ValueError, 'leaves no global token'),
+    (dict(gld_cfg=dict(ratio=0.3), fusion_cfg=dict(mode='add')), ValueError,
+     'mode=.add. places the global tokens on a grid'),
+    (dict(gld_cfg=dict(ratio=0.25, init='pool')), ValueError, "init='pool'.*needs ratio=0.5"),
+    (dict(gld_cfg=dict(ratio=-1)), ValueError, r"gld_cfg\['ratio'\] must be positive"),
+    (dict(gld_cfg=dict(ratoi=0.25)), KeyError, r"gld_cfg has no option 'ratoi' \(did you mean 'ratio'\?\)"),
+    (dict(fusion_cfg=dict(mode='add', use_ffn=True)), KeyError, r"fusion_cfg has no option 'use_ffn'"),
+    (dict(gld_cfg=['ratio', 0.25]), TypeError, 'gld_cfg must be a dict'),
+    (dict(gld_ratio=0.25, gld_cfg=dict(ratio=0.5)), ValueError, r"gld_ratio and gld_cfg\['ratio'\] are the same"),
+    (dict(gld_ration=0.25), TypeError, "unexpected keyword argument 'gld_ration'"),
     (dict(window_size=0), ValueError, 'window_size must be a positive int'),
     (dict(stem='patch'), ValueError, 'stem must be one of'),
 ])
@@ -354,6 +362,40 @@ def test_bad_arguments_are_named(kwargs, error, message):
     settings.update(kwargs)
     with pytest.raises(error, match=message):
         MAFormer(**settings)
+
+
+@pytest.mark.filterwarnings('ignore::FutureWarning')
+def test_bad_arguments_are_named_when_given_flat():
+    """The deprecated flat options are checked by the same rules."""
+    with pytest.raises(ValueError, match=r"gld_cfg\['pos'\] must be one of"):
+        MAFormer(**TINY_KW, gld_pos='learned')
+
+
+def test_deprecated_flat_options_build_the_same_model_with_a_warning():
+    flat = dict(gld_ratio=0.25, gld_resize='area', gld_pos='shared_interp', gld_init='trunc_normal',
+                fusion_mode='concat_linear', fusion_ffn=True)
+    nested = dict(gld_cfg=dict(ratio=0.25, resize='area', pos='shared_interp', init='trunc_normal'),
+                  fusion_cfg=dict(mode='concat_linear', ffn=True))
+    arch = dict(TINY, depths=[2, 2, 1, 1])
+    models = []
+    for options in (flat, nested):
+        torch.manual_seed(0)
+        if options is flat:
+            with pytest.warns(FutureWarning) as record:
+                models.append(MAFormer(arch=arch, pretrain_img_size=64, **options))
+            messages = [str(w.message) for w in record if issubclass(w.category, FutureWarning)]
+            assert len(messages) == 6 and "gld_ratio=0.25 is deprecated" in messages[0]
+            assert "use gld_cfg=dict(ratio=0.25)" in messages[0]
+        else:
+            models.append(MAFormer(arch=arch, pretrain_img_size=64, **options))
+        models[-1].eval()
+    assert models[0].gld_cfg == models[1].gld_cfg and models[0].fusion_cfg == models[1].fusion_cfg
+    flat_state, nested_state = models[0].state_dict(), models[1].state_dict()
+    assert list(flat_state) == list(nested_state)
+    assert all(torch.equal(flat_state[k], nested_state[k]) for k in flat_state)
+    x = torch.randn(1, 3, 72, 80)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(models[0](x), models[1](x)))
 
 
 def test_bad_inputs_are_named():
@@ -510,12 +552,12 @@ def test_mmengine_load_checkpoint_converts_gld_too(tmp_path):
 
 
 def test_gld_of_another_ratio_is_refused_by_name(tmp_path):
-    path = _save(MAFormer(**TINY_KW, gld_ratio=0.25).state_dict(), tmp_path / 'quarter.pth')
+    path = _save(MAFormer(**TINY_KW, gld_cfg=dict(ratio=0.25)).state_dict(), tmp_path / 'quarter.pth')
     model = MAFormer(arch=TINY, pretrain_img_size=96, init_cfg=dict(type='Pretrained', checkpoint=path))
     with pytest.raises(ValueError, match=r'stages\.0\.blocks\.0\.gld\.token_fc\.weight.*gld_ratio differs'):
         model.init_weights()
     with pytest.raises(ValueError, match='gld_ratio differs'):
-        MAFormer(**TINY_KW).load_state_dict(MAFormer(**TINY_KW, gld_ratio=0.25).state_dict())
+        MAFormer(**TINY_KW).load_state_dict(MAFormer(**TINY_KW, gld_cfg=dict(ratio=0.25)).state_dict())
 
 
 def test_checkpoint_without_gld_weights_is_refused(tmp_path):
@@ -526,10 +568,10 @@ def test_checkpoint_without_gld_weights_is_refused(tmp_path):
 
 
 def test_shared_interp_embedding_converts_too():
-    source = MAFormer(**TINY_KW, gld_pos='shared_interp')
+    source = MAFormer(**TINY_KW, gld_cfg=dict(pos='shared_interp'))
     state = source.state_dict()
     converted = resize_gld_checkpoint(dict(state), 64, 96)
-    target = MAFormer(arch=TINY, pretrain_img_size=96, gld_pos='shared_interp')
+    target = MAFormer(arch=TINY, pretrain_img_size=96, gld_cfg=dict(pos='shared_interp'))
     target.load_state_dict(source.state_dict())  # converts on load
     assert tuple(target.stages[0].pos_embed.shape) == (1, 16, 12, 24)
     assert 'stages.0.pos_embed' in converted and 'stages.1.blocks.0.gld.token_fc.weight' in converted

@@ -6,7 +6,8 @@ Subclasses describe their variants in ``arch_zoo`` and build ``stem`` and ``stag
 ``switch_to_deploy`` (BatchNorms folded for inference, as mmpretrain's re-parameterisable backbones have it).
 """
 import copy
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
+import difflib
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger
@@ -17,6 +18,30 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mixformer_mm.models.layers.bn_fold import fold_adjacent_batch_norms
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
+
+
+def check_one_of(owner: str, name: str, value: Any, choices: Sequence) -> None:
+    """Raise ``ValueError('<owner>: <name> must be one of <choices>, got <value>')`` unless ``value`` is one."""
+    if value not in choices:
+        raise ValueError(f'{owner}: {name} must be one of {tuple(choices)}, got {value!r}')
+
+
+def merge_options(owner: str, name: str, given: Optional[dict], defaults: dict) -> dict:
+    """The option dict ``name`` (e.g. ``gld_cfg``): ``defaults`` updated with ``given``.
+
+    A key ``defaults`` lacks is refused with a ``KeyError`` naming it (and the closest valid key), since a typo
+    would otherwise silently build the default model.
+    """
+    if given is None:
+        return dict(defaults)
+    if not isinstance(given, dict):
+        raise TypeError(f'{owner}: {name} must be a dict, got {type(given).__name__}')
+    for key in given:
+        if key not in defaults:
+            close = difflib.get_close_matches(str(key), list(defaults), n=1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise KeyError(f'{owner}: {name} has no option {key!r}{hint}; its options are {list(defaults)}')
+    return {**defaults, **given}
 
 
 class HierarchicalBackbone(BaseModule):

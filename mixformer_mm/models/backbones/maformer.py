@@ -16,6 +16,7 @@ Reading order, as in the paper: local window attention -> GLD -> fusion -> MAF b
 """
 import math
 import re
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -36,7 +37,7 @@ from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 from mixformer_mm.utils.flops import UntracedFlopsMixin
 
-from .base_backbone import HierarchicalBackbone
+from .base_backbone import HierarchicalBackbone, check_one_of, merge_options
 
 HW = Tuple[int, int]
 GLD_RESIZE_MODES = ('bilinear', 'area')
@@ -45,6 +46,13 @@ GLD_INIT_MODES = ('trunc_normal', 'pool')
 GLOBAL_POS_MODES = ('lepe', 'none')
 STEM_MODES = ('cswin', 'conv')
 FUSION_MODES = ('cross_attn', 'add', 'concat_linear')
+# MAFormer's gld_cfg and fusion_cfg: every option and its default
+GLD_DEFAULTS = dict(ratio=0.5, resize='bilinear', pos='per_block', init='trunc_normal')
+FUSION_DEFAULTS = dict(mode='cross_attn', ffn=False)
+# the flat keyword arguments those dicts replace (deprecated): name -> (dict argument, key)
+DEPRECATED_FLAT_OPTIONS = {'gld_ratio': ('gld_cfg', 'ratio'), 'gld_resize': ('gld_cfg', 'resize'),
+                           'gld_pos': ('gld_cfg', 'pos'), 'gld_init': ('gld_cfg', 'init'),
+                           'fusion_mode': ('fusion_cfg', 'mode'), 'fusion_ffn': ('fusion_cfg', 'ffn')}
 
 
 def _pair(size: Union[int, Sequence[int]]) -> HW:
@@ -209,24 +217,22 @@ class GlobalDownsampling(UntracedFlopsMixin, BaseModule):
     def __init__(self, embed_dims: int, ref_hw: HW, ratio: float = 0.5, resize: str = 'bilinear',
                  with_pos: bool = True, init: str = 'trunc_normal', pos_from_input: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if resize not in GLD_RESIZE_MODES:
-            raise ValueError(f'gld_resize must be one of {GLD_RESIZE_MODES}, got {resize!r}')
-        if init not in GLD_INIT_MODES:
-            raise ValueError(f'gld_init must be one of {GLD_INIT_MODES}, got {init!r}')
+        check_one_of('GlobalDownsampling', 'resize', resize, GLD_RESIZE_MODES)
+        check_one_of('GlobalDownsampling', 'init', init, GLD_INIT_MODES)
         if not ratio > 0:
-            raise ValueError(f'gld_ratio must be positive, got {ratio}')
+            raise ValueError(f"gld_cfg['ratio'] must be positive, got {ratio}")
         self.ref_hw = tuple(ref_hw)
         num_ref = self.ref_hw[0] * self.ref_hw[1]
         self.num_global = round(ratio * num_ref)
         if self.num_global < 1:
-            raise ValueError(f'gld_ratio {ratio} leaves no global token on the {self.ref_hw} reference grid '
+            raise ValueError(f"gld_cfg['ratio'] {ratio} leaves no global token on the {self.ref_hw} reference grid "
                              f'(round({ratio} * {num_ref}) = 0)')
         self.global_hw = global_grid(self.ref_hw, self.num_global)
         if init == 'pool' and self.global_hw != (self.ref_hw[0] // 2, self.ref_hw[1]):
-            raise ValueError("gld_init='pool' averages pairs of rows, so it needs gld_ratio=0.5 and an even "
+            raise ValueError("gld_cfg init='pool' averages pairs of rows, so it needs ratio=0.5 and an even "
                              f'reference height; got ratio {ratio} on {self.ref_hw}')
         if pos_from_input and self.global_hw is None:
-            raise ValueError("gld_pos='from_input' resamples the input onto the global grid, which gld_ratio "
+            raise ValueError("gld_cfg pos='from_input' resamples the input onto the global grid, which ratio "
                              f'{ratio} does not have on {self.ref_hw} (N * H0 must be whole rows)')
         if pos_from_input and with_pos:
             raise ValueError('GLD takes one position term: a learned embedding or the resampled input, not both')
@@ -378,11 +384,10 @@ class AttentionFusion(BaseModule):
     def __init__(self, embed_dims: int, num_heads: int, mode: str = 'cross_attn', global_hw: Optional[HW] = None,
                  qkv_bias: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if mode not in FUSION_MODES:
-            raise ValueError(f'fusion_mode must be one of {FUSION_MODES}, got {mode!r}')
+        check_one_of('AttentionFusion', 'mode', mode, FUSION_MODES)
         if mode != 'cross_attn' and global_hw is None:
-            raise ValueError(f"fusion_mode={mode!r} places the global tokens on a grid, which this gld_ratio does "
-                             "not have; use fusion_mode='cross_attn' or gld_ratio=0.5")
+            raise ValueError(f"fusion_cfg mode={mode!r} places the global tokens on a grid, which this gld_cfg "
+                             "ratio does not have; use fusion_cfg=dict(mode='cross_attn') or gld_cfg=dict(ratio=0.5)")
         self.mode = mode
         self.num_heads = num_heads
         self.global_hw = global_hw
@@ -426,15 +431,13 @@ class MAFBlock(BaseModule):
     local:  x_l = x + DP(WMSA(LN(x)));  x_l = x_l + DP(MLP(LN(x_l)))      (paper's local branch)
     global: x_g = GLD(LN(x))                                             (GLD on the block input, as in the paper)
     fuse:   out = x_l + DP(Fusion(x_l, x_g))                             (residual: ours)
-    optional (``fusion_ffn``, ours, off): out = out + DP(MLP'(LN(out)))
+    optional (``fusion_cfg['ffn']``, ours, off): out = out + DP(MLP'(LN(out)))
     optional (``cpe``, ours, off): x = x + DWConv3x3(x) first (a conditional position encoding)
     """
 
     def __init__(self, embed_dims: int, num_heads: int, ref_hw: HW, window_size: int = 7, mlp_ratio: float = 4.,
-                 drop_path_rate: float = 0., shift: bool = False, gld_ratio: float = 0.5,
-                 gld_resize: str = 'bilinear', gld_pos: str = 'per_block', gld_init: str = 'trunc_normal',
-                 fusion_mode: str = 'cross_attn', fusion_ffn: bool = False, qkv_bias: bool = True,
-                 cpe: bool = False, init_cfg=None):
+                 drop_path_rate: float = 0., shift: bool = False, gld_cfg: Optional[dict] = None,
+                 fusion_cfg: Optional[dict] = None, qkv_bias: bool = True, cpe: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.cpe = ConvPositionEncoding(embed_dims) if cpe else None
         self.norm1 = nn.LayerNorm(embed_dims)
@@ -444,13 +447,15 @@ class MAFBlock(BaseModule):
         self.ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
         self.norm_gld = nn.LayerNorm(embed_dims)
-        self.gld = GlobalDownsampling(embed_dims, ref_hw, gld_ratio, resize=gld_resize,
-                                      with_pos=gld_pos == 'per_block', init=gld_init,
-                                      pos_from_input=gld_pos == 'from_input')
-        self.fusion = AttentionFusion(embed_dims, num_heads, mode=fusion_mode, global_hw=self.gld.global_hw,
+        gld_cfg = merge_options('MAFBlock', 'gld_cfg', gld_cfg, GLD_DEFAULTS)
+        fusion_cfg = merge_options('MAFBlock', 'fusion_cfg', fusion_cfg, FUSION_DEFAULTS)
+        self.gld = GlobalDownsampling(embed_dims, ref_hw, gld_cfg['ratio'], resize=gld_cfg['resize'],
+                                      with_pos=gld_cfg['pos'] == 'per_block', init=gld_cfg['init'],
+                                      pos_from_input=gld_cfg['pos'] == 'from_input')
+        self.fusion = AttentionFusion(embed_dims, num_heads, mode=fusion_cfg['mode'], global_hw=self.gld.global_hw,
                                       qkv_bias=qkv_bias)
         self.fusion_ffn = None
-        if fusion_ffn:
+        if fusion_cfg['ffn']:
             self.norm3 = nn.LayerNorm(embed_dims)
             self.fusion_ffn = token_ffn(embed_dims, mlp_ratio, drop_path_rate)
 
@@ -532,30 +537,29 @@ class ConvEmbedding(BaseModule):
 class MAFormerStage(BaseModule):
     """A merge (stages 2-4), then MAF or global blocks.
 
-    With ``gld_pos='shared_interp'`` (ours, optional) the blocks of an MAF stage share one GLD position embedding:
+    With ``gld_cfg=dict(pos='shared_interp')`` (ours, optional) the blocks of an MAF stage share one GLD position embedding:
     the first MAF stage owns a base embedding on its global grid; a later MAF stage resizes the previous stage's
     embedding to its own global grid and maps its channels with a learned linear layer.
     """
 
     def __init__(self, in_channels: int, embed_dims: int, depth: int, num_heads: int, use_maf: bool,
                  ref_hw: HW, drop_path_rates: Sequence[float], downsample: bool, mlp_ratio: float = 4.,
-                 window_size: int = 7, shift_windows: bool = False, gld_ratio: float = 0.5,
-                 gld_resize: str = 'bilinear', gld_pos: str = 'per_block', gld_init: str = 'trunc_normal',
-                 shared_pos_source: Optional[Tuple[int, HW]] = None, fusion_mode: str = 'cross_attn',
-                 fusion_ffn: bool = False, global_pos: str = 'lepe', qkv_bias: bool = True, cpe: bool = False,
-                 with_cp: bool = False, init_cfg=None):
+                 window_size: int = 7, shift_windows: bool = False, gld_cfg: Optional[dict] = None,
+                 shared_pos_source: Optional[Tuple[int, HW]] = None, fusion_cfg: Optional[dict] = None,
+                 global_pos: str = 'lepe', qkv_bias: bool = True, cpe: bool = False, with_cp: bool = False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.use_maf = use_maf
         self.downsample = ConvEmbedding(in_channels, embed_dims, 3, 2, 1) if downsample else None
+        gld_cfg = merge_options('MAFormerStage', 'gld_cfg', gld_cfg, GLD_DEFAULTS)
         blocks = []
         for i in range(depth):
             if use_maf:
                 blocks.append(MAFBlock(
                     embed_dims, num_heads, ref_hw, window_size=window_size, mlp_ratio=mlp_ratio,
-                    drop_path_rate=drop_path_rates[i], shift=shift_windows and i % 2 == 1, gld_ratio=gld_ratio,
-                    gld_resize=gld_resize, gld_pos=gld_pos, gld_init=gld_init,
-                    fusion_mode=fusion_mode, fusion_ffn=fusion_ffn, qkv_bias=qkv_bias, cpe=cpe))
+                    drop_path_rate=drop_path_rates[i], shift=shift_windows and i % 2 == 1, gld_cfg=gld_cfg,
+                    fusion_cfg=fusion_cfg, qkv_bias=qkv_bias, cpe=cpe))
             else:
                 blocks.append(GlobalBlock(embed_dims, num_heads, mlp_ratio=mlp_ratio,
                                           drop_path_rate=drop_path_rates[i], lepe=global_pos == 'lepe',
@@ -564,10 +568,10 @@ class MAFormerStage(BaseModule):
 
         self.global_hw = blocks[0].gld.global_hw if use_maf else None
         self.pos_embed = self.pos_proj = None
-        if use_maf and gld_pos == 'shared_interp':
+        if use_maf and gld_cfg['pos'] == 'shared_interp':
             if self.global_hw is None:
-                raise ValueError("gld_pos='shared_interp' lays the embedding out on the global grid, which this "
-                                 "gld_ratio does not have; use gld_pos='per_block'")
+                raise ValueError("gld_cfg pos='shared_interp' lays the embedding out on the global grid, which "
+                                 "this ratio does not have; use gld_cfg=dict(pos='per_block')")
             if shared_pos_source is None:  # the first MAF stage owns the base embedding
                 self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *self.global_hw))
                 trunc_normal_(self.pos_embed, std=0.02)
@@ -698,17 +702,22 @@ class MAFormer(HierarchicalBackbone):
         norm_cfg (dict): Norm inside the ``'conv'`` stem: BN (default) or SyncBN. Unused by the ``'cswin'`` stem.
         window_size (int): Local attention window of the MAF blocks. Defaults to 7 (ours).
         shift_windows (bool): Shift every second MAF block's windows by half a window (Swin). Off by default (ours).
-        gld_ratio (float): N, global tokens per reference token. Defaults to 0.5 (paper).
         pretrain_img_size (int | tuple): Input size that fixes the GLD reference grids (stride 4 and 8 grids of
             this size). At this size GLD is exactly the paper's token FC; other sizes are resampled to it.
-        gld_resize (str): ``'bilinear'`` (anti-aliased when shrinking) or ``'area'``.
-        gld_pos (str): ``'per_block'`` (a learned embedding per MAF block, default), ``'shared_interp'`` (one per
-            stage, the second stage's a resized and linearly mapped copy of the first's), ``'from_input'`` (no
-            parameters: the block input bilinearly resampled onto the global grid) or ``'none'``.
-        gld_init (str): ``'trunc_normal'`` (std 0.02, default) or ``'pool'`` (GLD starts as 2-row average pooling).
+        gld_cfg (dict, optional): The GLD branch; any of these keys (the defaults otherwise):
+
+            - ``ratio`` (float): N, global tokens per reference token. Defaults to 0.5 (paper).
+            - ``resize`` (str): ``'bilinear'`` (anti-aliased when shrinking, default) or ``'area'``.
+            - ``pos`` (str): ``'per_block'`` (a learned embedding per MAF block, default), ``'shared_interp'`` (one
+              per stage, the second stage's a resized and linearly mapped copy of the first's), ``'from_input'``
+              (no parameters: the block input bilinearly resampled onto the global grid) or ``'none'``.
+            - ``init`` (str): ``'trunc_normal'`` (std 0.02, default) or ``'pool'`` (GLD starts as 2-row average
+              pooling).
+        fusion_cfg (dict, optional): The fusion of local and global tokens; any of these keys:
+
+            - ``mode`` (str): ``'cross_attn'`` (paper, default), ``'add'`` or ``'concat_linear'`` (ablations, ours).
+            - ``ffn`` (bool): An extra MLP after the fusion. Defaults to False (ours).
         global_pos (str): Position term of the global blocks: ``'lepe'`` (CSWin's, default) or ``'none'``.
-        fusion_mode (str): ``'cross_attn'`` (paper, default), ``'add'`` or ``'concat_linear'`` (ablations, ours).
-        fusion_ffn (bool): An extra MLP after the fusion. Defaults to False (ours).
         maf_stages (Sequence[int]): Stages built of MAF blocks. Defaults to (0, 1) (paper).
         out_indices (Sequence[int]): Stages whose NCHW outputs are returned (strides 4, 8, 16, 32); each gets a
             LayerNorm (the one of index 3 is the classifier's final norm).
@@ -719,6 +728,9 @@ class MAFormer(HierarchicalBackbone):
         qkv_bias (bool): Bias of the query/key/value projections. Defaults to True.
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``;
             GLD weights of another reference grid are converted on loading, impossible ones refused.
+        **deprecated_flat_options: ``gld_ratio``, ``gld_resize``, ``gld_pos``, ``gld_init``, ``fusion_mode`` and
+            ``fusion_ffn``, the former flat form of ``gld_cfg`` and ``fusion_cfg``: still accepted, with a
+            ``FutureWarning`` naming the dict to use; they will be removed.
     """
 
     arch_zoo = {
@@ -739,14 +751,10 @@ class MAFormer(HierarchicalBackbone):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  window_size: int = 7,
                  shift_windows: bool = False,
-                 gld_ratio: float = 0.5,
                  pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 gld_resize: str = 'bilinear',
-                 gld_pos: str = 'per_block',
-                 gld_init: str = 'trunc_normal',
+                 gld_cfg: Optional[dict] = None,
+                 fusion_cfg: Optional[dict] = None,
                  global_pos: str = 'lepe',
-                 fusion_mode: str = 'cross_attn',
-                 fusion_ffn: bool = False,
                  maf_stages: Sequence[int] = (0, 1),
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
@@ -754,17 +762,19 @@ class MAFormer(HierarchicalBackbone):
                  with_cp: bool = False,
                  drop_path_rate: float = 0.,
                  qkv_bias: bool = True,
-                 init_cfg=None):
+                 init_cfg=None,
+                 **deprecated_flat_options):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
                          init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
         arch = self._check_arch(self.parse_arch(arch))
-        if gld_pos not in GLD_POS_MODES:
-            raise ValueError(f'gld_pos must be one of {GLD_POS_MODES}, got {gld_pos!r}')
-        if stem not in STEM_MODES:
-            raise ValueError(f'stem must be one of {STEM_MODES}, got {stem!r}')
-        if global_pos not in GLOBAL_POS_MODES:
-            raise ValueError(f'global_pos must be one of {GLOBAL_POS_MODES}, got {global_pos!r}')
+        self.gld_cfg, self.fusion_cfg = self._option_dicts(gld_cfg, fusion_cfg, deprecated_flat_options)
+        check_one_of('MAFormer', "gld_cfg['resize']", self.gld_cfg['resize'], GLD_RESIZE_MODES)
+        check_one_of('MAFormer', "gld_cfg['pos']", self.gld_cfg['pos'], GLD_POS_MODES)
+        check_one_of('MAFormer', "gld_cfg['init']", self.gld_cfg['init'], GLD_INIT_MODES)
+        check_one_of('MAFormer', "fusion_cfg['mode']", self.fusion_cfg['mode'], FUSION_MODES)
+        check_one_of('MAFormer', 'stem', stem, STEM_MODES)
+        check_one_of('MAFormer', 'global_pos', global_pos, GLOBAL_POS_MODES)
         if not isinstance(window_size, int) or window_size < 1:
             raise ValueError(f'window_size must be a positive int, got {window_size!r}')
         self.maf_stages = tuple(sorted(set(maf_stages)))
@@ -792,14 +802,34 @@ class MAFormer(HierarchicalBackbone):
                 in_channels=self.embed_dims[max(i - 1, 0)], embed_dims=self.embed_dims[i], depth=depths[i],
                 num_heads=heads[i], use_maf=i in self.maf_stages, ref_hw=ref_hw, drop_path_rates=rates[i],
                 downsample=i > 0, mlp_ratio=arch['mlp_ratio'], window_size=window_size,
-                shift_windows=shift_windows, gld_ratio=gld_ratio, gld_resize=gld_resize, gld_pos=gld_pos,
-                gld_init=gld_init, shared_pos_source=shared_pos_source, fusion_mode=fusion_mode,
-                fusion_ffn=fusion_ffn, global_pos=global_pos, qkv_bias=qkv_bias, cpe=cpe, with_cp=with_cp)
-            if i in self.maf_stages and gld_pos == 'shared_interp':
+                shift_windows=shift_windows, gld_cfg=self.gld_cfg, shared_pos_source=shared_pos_source,
+                fusion_cfg=self.fusion_cfg, global_pos=global_pos, qkv_bias=qkv_bias, cpe=cpe, with_cp=with_cp)
+            if i in self.maf_stages and self.gld_cfg['pos'] == 'shared_interp':
                 shared_pos_source = (self.embed_dims[i], stage.global_hw)
             self.stages.append(stage)
         self.out_norms = nn.ModuleDict({str(i): nn.LayerNorm(self.embed_dims[i]) for i in self.out_indices})
         self._freeze()
+
+    @staticmethod
+    def _option_dicts(gld_cfg: Optional[dict], fusion_cfg: Optional[dict], flat_options: dict):
+        """Complete ``gld_cfg`` and ``fusion_cfg`` (unknown keys refused), with the deprecated flat options moved
+        into them."""
+        given = {}
+        for group, options in (('gld_cfg', gld_cfg), ('fusion_cfg', fusion_cfg)):
+            if options is not None and not isinstance(options, dict):
+                raise TypeError(f'MAFormer: {group} must be a dict, got {type(options).__name__}')
+            given[group] = dict(options or {})
+        for name, value in flat_options.items():
+            if name not in DEPRECATED_FLAT_OPTIONS:
+                raise TypeError(f'MAFormer got an unexpected keyword argument {name!r}')
+            group, key = DEPRECATED_FLAT_OPTIONS[name]
+            if key in given[group]:
+                raise ValueError(f'MAFormer: {name} and {group}[{key!r}] are the same option; give only {group}')
+            warnings.warn(f'MAFormer: {name}={value!r} is deprecated and will be removed; use '
+                          f'{group}=dict({key}={value!r})', FutureWarning, stacklevel=3)
+            given[group][key] = value
+        return (merge_options('MAFormer', 'gld_cfg', given['gld_cfg'], GLD_DEFAULTS),
+                merge_options('MAFormer', 'fusion_cfg', given['fusion_cfg'], FUSION_DEFAULTS))
 
     def _check_arch(self, arch: dict) -> dict:
         dims = arch['embed_dims']
