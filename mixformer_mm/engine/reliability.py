@@ -393,14 +393,16 @@ def add_default_hooks(cfg, hooks=DEFAULT_TRAIN_HOOKS) -> None:
     cfg.custom_hooks = custom
 
 
+_MMENGINE_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook')
+
+
 def use_safe_checkpoint_hook(cfg) -> None:
     """Replace mmengine's CheckpointHook (which deletes the outdated checkpoint before writing the new one) by
     :class:`~mixformer_mm.engine.safe_checkpoint.SafeCheckpointHook` (same arguments; deletes after writing)."""
-    hooks = cfg.get('default_hooks', None)
-    if hooks is None:
-        cfg.default_hooks = hooks = {}
+    if cfg.get('default_hooks', None) is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
     if 'checkpoint' not in hooks:  # mmengine's Runner would add CheckpointHook(interval=1)
         hooks['checkpoint'] = dict(type='SafeCheckpointHook', interval=1)
-    elif isinstance(hooks['checkpoint'], dict) and hooks['checkpoint'].get('type') in ('CheckpointHook',
-                                                                                        'mmengine.CheckpointHook'):
+    elif isinstance(hooks['checkpoint'], dict) and hooks['checkpoint'].get('type') in _MMENGINE_CHECKPOINT_HOOK:
         hooks['checkpoint']['type'] = 'SafeCheckpointHook'
