@@ -1,13 +1,13 @@
 """What every mixformer_mm backbone shares: the OpenMMLab backbone contract.
 
 Subclasses describe their variants in ``arch_zoo`` and build ``stem`` and ``stages``; this class gives them
-``arch`` parsing with readable errors, ``out_indices``, ``frozen_stages``, ``norm_eval``, input checks, a
-``Pretrained`` ``init_cfg`` that refuses checkpoints that do not fit instead of silently training from scratch, and
-``switch_to_deploy`` (BatchNorms folded for inference, as mmpretrain's re-parameterisable backbones have it).
+``arch`` parsing with readable errors, ``out_indices``, ``frozen_stages`` (output norms included), ``norm_eval``,
+input checks, ``default_init_cfg()`` when no ``init_cfg`` is given, a ``Pretrained`` ``init_cfg`` that refuses
+checkpoints that do not fit instead of silently training from scratch, and ``switch_to_deploy`` (BatchNorms
+folded for inference, as mmpretrain's re-parameterisable backbones have it).
 """
 import copy
-import difflib
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger
@@ -18,30 +18,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mixformer_mm.models.layers.bn_fold import fold_adjacent_batch_norms
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
-
-
-def check_one_of(owner: str, name: str, value: Any, choices: Sequence) -> None:
-    """Raise ``ValueError('<owner>: <name> must be one of <choices>, got <value>')`` unless ``value`` is one."""
-    if value not in choices:
-        raise ValueError(f'{owner}: {name} must be one of {tuple(choices)}, got {value!r}')
-
-
-def merge_options(owner: str, name: str, given: Optional[dict], defaults: dict) -> dict:
-    """The option dict ``name`` (e.g. ``gld_cfg``): ``defaults`` updated with ``given``.
-
-    A key ``defaults`` lacks is refused with a ``KeyError`` naming it (and the closest valid key), since a typo
-    would otherwise silently build the default model.
-    """
-    if given is None:
-        return dict(defaults)
-    if not isinstance(given, dict):
-        raise TypeError(f'{owner}: {name} must be a dict, got {type(given).__name__}')
-    for key in given:
-        if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f' (did you mean {close[0]!r}?)' if close else ''
-            raise KeyError(f'{owner}: {name} has no option {key!r}{hint}; its options are {list(defaults)}')
-    return {**defaults, **given}
 
 
 class HierarchicalBackbone(BaseModule):
@@ -58,6 +34,11 @@ class HierarchicalBackbone(BaseModule):
     min_input_size = 32
     # state-dict key prefixes that may be absent from a pretrained checkpoint (parts new by design)
     keys_new_by_design: Tuple[str, ...] = ()
+    # Name of the norm that stage i's returned output goes through, as a format string of i ('out_norms.{}' for
+    # an nn.ModuleDict, 'norm{}' for attributes), or None. The names differ between the models because they are
+    # state-dict keys that checkpoints carry; this one attribute lets the base class find and freeze them. A
+    # classifier's final norm (GroupMixFormer's and GLNet's ``final_norm``) is not one: it is not frozen.
+    output_norm_key: Optional[str] = None
 
     def __init__(self,
                  in_channels: int = 3,
@@ -66,7 +47,7 @@ class HierarchicalBackbone(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
@@ -121,10 +102,21 @@ class HierarchicalBackbone(BaseModule):
                              f'{self.min_input_size} it needs (one pixel at stride 32); resize or pad the input')
 
     # --- freezing ---------------------------------------------------------------------------------------------
+    def output_norm(self, stage: int) -> Optional[nn.Module]:
+        """The norm applied to stage ``stage``'s returned output (see ``output_norm_key``), or None."""
+        if self.output_norm_key is None:
+            return None
+        try:
+            return self.get_submodule(self.output_norm_key.format(stage))
+        except AttributeError:  # the stage is not returned, or the model was built without output norms
+            return None
+
     def frozen_modules(self) -> List[nn.Module]:
-        """Modules frozen by ``frozen_stages``: the stem, then each stage in order."""
+        """Modules frozen by ``frozen_stages``: the stem, then each stage in order, then the output norms of the
+        frozen stages (mmdet's Swin freezes a frozen stage's output norm with it)."""
         groups = [self.stem] + list(self.stages)
-        return groups[:self.frozen_stages + 1]
+        norms = [self.output_norm(i) for i in range(max(self.frozen_stages, 0))]
+        return groups[:self.frozen_stages + 1] + [norm for norm in norms if norm is not None]
 
     def _freeze(self) -> None:
         for module in self.frozen_modules():

@@ -18,6 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList
 from torch import nn
 
+from mixformer_mm.models.arguments import check_one_of
 from mixformer_mm.models.layers import map_to_tokens, run_blocks_on_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.conv_layers import ConvPositionEncoding, conv_norm_act, overlapping_stem_layers
 from mixformer_mm.models.layers.dynamic_group_attention import IMPLEMENTATIONS, DGAttention
@@ -179,6 +180,7 @@ class DGT(HierarchicalBackbone):
     arch_defaults = dict(mlp_ratios=[4, 4, 4, 4], groups=[64, 16, 4, 1], topk=[64, 64, 64, None])
     # a classification checkpoint has only the last stage's output norm
     keys_new_by_design = ('norm0.', 'norm1.', 'norm2.')
+    output_norm_key = 'norm{}'
 
     def __init__(self,
                  arch='t',
@@ -204,7 +206,7 @@ class DGT(HierarchicalBackbone):
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
-                         init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
+                         init_cfg=init_cfg)
         arch = {**self.arch_defaults, **self.parse_arch(arch)}
         self._check_args(arch, groups, ffn_norm, attn_impl)
         self.embed_dims = list(arch['embed_dims'])
@@ -251,8 +253,7 @@ class DGT(HierarchicalBackbone):
             raise ValueError(f"DGT: groups must be 'fixed' or 'auto', got {groups!r}")
         if ffn_norm not in (None, 'BN'):
             raise ValueError(f"DGT: ffn_norm must be None or 'BN', got {ffn_norm!r}")
-        if attn_impl not in IMPLEMENTATIONS:
-            raise ValueError(f'DGT: attn_impl must be one of {IMPLEMENTATIONS}, got {attn_impl!r}')
+        check_one_of('DGT', 'attn_impl', attn_impl, IMPLEMENTATIONS)
 
     @staticmethod
     def default_init_cfg():
@@ -260,10 +261,6 @@ class DGT(HierarchicalBackbone):
         return HierarchicalBackbone.default_init_cfg() + [
             dict(type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu', bias=0.)
         ]
-
-    def frozen_modules(self):
-        modules = super().frozen_modules()
-        return modules + [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
 
     def dg_attentions(self):
         """(stage, block, DGAttention) of every block, e.g. to enable ``record_grouping`` for visualisation."""

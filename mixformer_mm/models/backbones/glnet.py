@@ -21,6 +21,7 @@ from mmcv.cnn.bricks import DropPath, LayerScale
 from mmengine.model import BaseModule, ModuleDict, ModuleList
 from torch import nn
 
+from mixformer_mm.models.arguments import check_one_of
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.attention import MultiheadSelfAttention
 from mixformer_mm.models.layers.ffn import token_ffn
@@ -355,6 +356,7 @@ class GLNet(HierarchicalBackbone):
     arch_defaults = dict(cpe=False, ffn_dwconv=False, layer_scale=0., slot_init='pool', num_slots=64,
                          local_kernel=5, head_dims=32)
     keys_new_by_design = ('extra_norms.', )
+    output_norm_key = 'extra_norms.{}'
 
     def __init__(self,
                  arch='4g',
@@ -372,7 +374,7 @@ class GLNet(HierarchicalBackbone):
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
-                         init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
+                         init_cfg=init_cfg)
         arch = dict(self.arch_defaults, **self.parse_arch(arch))
         if layer_scale_init_value is not None:
             arch['layer_scale'] = layer_scale_init_value
@@ -429,19 +431,12 @@ class GLNet(HierarchicalBackbone):
         if bad:
             raise ValueError(f"GLNet: embed_dims {bad} are not divisible by head_dims={arch['head_dims']} "
                              '(the number of heads is width / head_dims)')
-        if arch['slot_init'] not in SLOT_INITS:
-            raise ValueError(f"GLNet: slot_init must be one of {list(SLOT_INITS)}, got {arch['slot_init']!r}")
+        check_one_of('GLNet', "arch['slot_init']", arch['slot_init'], SLOT_INITS)
         if arch['slot_init'] == 'pool' and math.isqrt(arch['num_slots'])**2 != arch['num_slots']:
             raise ValueError(f"GLNet: num_slots={arch['num_slots']} is not a perfect square; pooled slot "
                              'initialisation uses a square grid of bins')
         if arch['local_kernel'] < 1 or arch['local_kernel'] % 2 == 0:
             raise ValueError(f"GLNet: local_kernel must be a positive odd size, got {arch['local_kernel']}")
-
-    def frozen_modules(self):
-        modules = super().frozen_modules()
-        if self.extra_norms is not None:
-            modules += [self.extra_norms[str(i)] for i in range(self.frozen_stages) if str(i) in self.extra_norms]
-        return modules
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)

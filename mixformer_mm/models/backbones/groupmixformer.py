@@ -249,7 +249,7 @@ class GroupMixFormer(HierarchicalBackbone):
                  init_cfg=None):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
-                         init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
+                         init_cfg=init_cfg)
         arch = self.parse_arch(arch)
         self._check_arch(arch)
         self.embed_dims = list(arch['embed_dims'])

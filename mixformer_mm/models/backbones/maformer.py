@@ -28,6 +28,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from mixformer_mm.models.arguments import check_one_of, merge_options
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.attention import merge_heads, split_fused_qkv, split_heads
 from mixformer_mm.models.layers.conv_layers import (ConvPositionEncoding, overlapping_stem_grid,
@@ -37,7 +38,7 @@ from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
 from mixformer_mm.utils.flops import UntracedFlopsMixin
 
-from .base_backbone import HierarchicalBackbone, check_one_of, merge_options
+from .base_backbone import HierarchicalBackbone
 
 HW = Tuple[int, int]
 GLD_RESIZE_MODES = ('bilinear', 'area')
@@ -207,8 +208,9 @@ class GlobalDownsampling(UntracedFlopsMixin, BaseModule):
     and takes any input size.
 
     OUR DESIGN DECISION (configs/maformer/README.md): the FC is built for a fixed reference grid ``(H0, W0)``, the
-    stage's grid at ``pretrain_img_size``. An input of another size is first resampled to ``(H0, W0)`` (bilinear, anti-aliased
-    when shrinking, or area); at the reference size nothing is resampled and GLD is exactly the paper's operator.
+    stage's grid at ``pretrain_img_size``. An input of another size is first resampled to ``(H0, W0)`` (bilinear,
+    anti-aliased when shrinking, or area); at the reference size nothing is resampled and GLD is exactly the paper's
+    operator.
     So parameter shapes do not depend on the input, the fusion memory stays Lg tokens and its cost is linear in
     the number of local tokens. Checkpoints built for another reference grid are converted on load
     (``convert_gld_state``) or refused with an error, never dropped.
@@ -537,9 +539,9 @@ class ConvEmbedding(BaseModule):
 class MAFormerStage(BaseModule):
     """A merge (stages 2-4), then MAF or global blocks.
 
-    With ``gld_cfg=dict(pos='shared_interp')`` (ours, optional) the blocks of an MAF stage share one GLD position embedding:
-    the first MAF stage owns a base embedding on its global grid; a later MAF stage resizes the previous stage's
-    embedding to its own global grid and maps its channels with a learned linear layer.
+    With ``gld_cfg=dict(pos='shared_interp')`` (ours, optional) the blocks of an MAF stage share one GLD position
+    embedding: the first MAF stage owns a base embedding on its global grid; a later MAF stage resizes the previous
+    stage's embedding to its own global grid and maps its channels with a learned linear layer.
     """
 
     def __init__(self, in_channels: int, embed_dims: int, depth: int, num_heads: int, use_maf: bool,
@@ -652,8 +654,7 @@ def resize_gld_checkpoint(state_dict: dict, src_img_size: Union[int, Sequence[in
     """Convert, in place, a MAFormer checkpoint's GLD tensors from ``pretrain_img_size=src_img_size`` to
     ``dst_img_size`` without building a model (any key prefix; ``stem`` as the model's). Returns the converted
     keys."""
-    if stem not in STEM_MODES:
-        raise ValueError(f'stem must be one of {STEM_MODES}, got {stem!r}')
+    check_one_of('resize_gld_checkpoint', 'stem', stem, STEM_MODES)
     src_hw, dst_hw = _pair(src_img_size), _pair(dst_img_size)
     converted = []
     for key in list(state_dict):
@@ -742,6 +743,7 @@ class MAFormer(HierarchicalBackbone):
     arch_keys = ('embed_dims', 'depths', 'num_heads')
     # a classification checkpoint has only the last output norm
     keys_new_by_design = ('out_norms.0.', 'out_norms.1.', 'out_norms.2.')
+    output_norm_key = 'out_norms.{}'
 
     def __init__(self,
                  arch='s',
@@ -766,7 +768,7 @@ class MAFormer(HierarchicalBackbone):
                  **deprecated_flat_options):
         super().__init__(in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp,
-                         init_cfg=init_cfg if init_cfg is not None else self.default_init_cfg())
+                         init_cfg=init_cfg)
         arch = self._check_arch(self.parse_arch(arch))
         self.gld_cfg, self.fusion_cfg = self._option_dicts(gld_cfg, fusion_cfg, deprecated_flat_options)
         check_one_of('MAFormer', "gld_cfg['resize']", self.gld_cfg['resize'], GLD_RESIZE_MODES)
@@ -844,11 +846,6 @@ class MAFormer(HierarchicalBackbone):
             raise ValueError(f'MAFormer: every stage needs at least one block, got depths {arch["depths"]}')
         arch.setdefault('mlp_ratio', 4.)
         return arch
-
-    def frozen_modules(self):
-        modules = super().frozen_modules()
-        # a frozen stage's output norm is frozen with it (mmdet Swin)
-        return modules + [self.out_norms[str(i)] for i in range(self.frozen_stages) if str(i) in self.out_norms]
 
     def init_weights(self) -> None:
         pretrained, others = self._split_pretrained()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
+from mixformer_mm.models.arguments import check_one_of
 from mixformer_mm.utils.flops import UntracedFlopsMixin
 
 from .attention import merge_heads, split_fused_qkv
@@ -274,8 +275,7 @@ class DGAttention(UntracedFlopsMixin, BaseModule):
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads != 0:
             raise ValueError(f'DGAttention: embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
-        if impl not in IMPLEMENTATIONS:
-            raise ValueError(f'DGAttention: impl must be one of {IMPLEMENTATIONS}, got {impl!r}')
+        check_one_of('DGAttention', 'impl', impl, IMPLEMENTATIONS)
         if groups < 1 or (topk is not None and topk < 1) or kmeans_iters < 0 or bucket_size < 1:
             raise ValueError(f'DGAttention: need groups >= 1, topk >= 1 (or None), kmeans_iters >= 0 and '
                              f'bucket_size >= 1; got {groups}, {topk}, {kmeans_iters}, {bucket_size}')
