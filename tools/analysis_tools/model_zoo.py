@@ -1,30 +1,49 @@
-"""Model-zoo tables: measured params and FLOPs of every variant, checked against the papers' published figures.
+"""Model-zoo tables and OpenMMLab metafiles: every config of the four models, measured, beside the published figures.
 
     python tools/analysis_tools/model_zoo.py                      # rewrite all four models' tables and metafiles
     python tools/analysis_tools/model_zoo.py --models glmix dgt   # only these models
+    python tools/analysis_tools/model_zoo.py --recount            # also recount every COCO/ADE20K config
     python tools/analysis_tools/model_zoo.py --check              # exit 1 if anything committed is stale or off
-    python tools/analysis_tools/model_zoo.py --check --jobs 2     # the same, counting in two processes
+    python tools/analysis_tools/model_zoo.py --check --recount    # the same, recounting every COCO/ADE20K config
+    python tools/analysis_tools/model_zoo.py --check --jobs 2     # counting in two processes
 
-For each model (a folder of ``configs/``) it writes
+Inputs, per model folder ``configs/<model>/``:
 
-- the section between ``<!-- model-zoo:begin -->`` and ``<!-- model-zoo:end -->`` in ``configs/<model>/README.md``
-  (the markers are placed by hand; the rest of the README is left alone);
-- ``configs/<model>/metafile.yml`` in OpenMMLab's model-index format (what ``mim`` reads);
-- the root ``model-index.yml`` that imports the four metafiles.
+- ``published.yml``, written by hand: what the authors published (paper, official code, the published params,
+  FLOPs and top-1 of each ImageNet config with its source and any documented exception, the official checkpoint
+  each config converts from, published COCO/ADE20K figures of an exact config) and the notes printed with them.
+  Published figures live there only, never in this script.
+- the config files: every ``*.py`` of the folder is in the model index; those named in ``published.yml`` are the
+  ImageNet classifiers, all others are COCO (mmdet) or ADE20K (mmseg) configs.
 
-Measured: params and FLOPs of each ImageNet classifier (with its head) at its evaluation size, through
-``get_flops.count``, and FLOPs of its backbone alone on an 800x1280 (H x W) image, the COCO size at which detection
-papers give backbone FLOPs. FLOPs are multiply-adds, counted by ``mixformer_mm.utils.flops.count_flops``.
-``--check`` regenerates everything in memory and fails when a committed file differs, or when a measured figure is
-more than 1% away from a published one that is not a documented exception. ``--out-dir`` writes to (or checks)
-another tree, e.g. a copy of the repository.
+Outputs, per model folder: the section between ``<!-- model-zoo:begin -->`` and ``<!-- model-zoo:end -->`` in
+``README.md`` (the markers are placed by hand; the rest of the README is left alone), ``metafile.yml`` in
+OpenMMLab's model-index format (what ``mim`` reads), and ``dense_complexity.yml``, the measured cache of the
+COCO/ADE20K configs; and the root ``model-index.yml`` that imports the four metafiles.
+
+Measured: params and FLOPs of each ImageNet classifier (with its head) at its evaluation size, and FLOPs of its
+backbone alone on an 800x1280 (H x W) image, recounted on every run; params and FLOPs of every COCO config's whole
+detector on an 800x1280 image and every ADE20K config's whole segmentor (without the auxiliary head) on a 512x512
+image, as ``get_flops.count`` counts them, except that a Mask R-CNN's RoI heads always see its RPN's 1000 test
+proposals (``_pin_proposal_count``). FLOPs are multiply-adds, counted by ``mixformer_mm.utils.flops.count_flops``.
+
+The COCO/ADE20K counts take about half an hour on one CPU thread, so they are kept in ``dense_complexity.yml``,
+each with a digest of the model its config builds (the config's ``model`` dict without ``init_cfg``). A run
+recounts the configs whose digest changed or that have no entry (``--recount``: all of them). ``--check`` recounts
+the ImageNet configs and ``SPOT_CHECK`` below (``--recount``: every COCO/ADE20K config), and fails when a committed
+file differs from what it regenerates, when a cached entry is missing, no longer fits its config or differs from
+its recount, or when a measured figure is more than 1% away from a published one that is not a documented
+exception. ``--out-dir`` writes to (or checks) another tree, e.g. a copy of the repository.
 """
 import argparse
 import copy
 import difflib
+import hashlib
 import inspect
+import json
 import os
 import os.path as osp
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -35,15 +54,35 @@ import yaml
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from get_flops import count  # noqa: E402  (also puts the repository on sys.path)
+from get_flops import build_model, count  # noqa: E402  (also puts the repository on sys.path)
 
 from mixformer_mm.engine import load_config  # noqa: E402
 from mixformer_mm.utils.flops import count_flops, count_params  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BEGIN, END = '<!-- model-zoo:begin -->', '<!-- model-zoo:end -->'
-DETECTION_SIZE = (800, 1280)  # (H, W): where detection papers of this family (GLNet's, Swin's) give backbone FLOPs
+DETECTION_SIZE = (800, 1280)  # (H, W): where detection papers of this family (GLNet's, Swin's) give FLOPs
+SEGMENTATION_SIZE = (512, 512)  # the ADE20K crop of every segmentation config here
 TOLERANCE = 0.01  # a published figure may be off by this fraction before it needs a documented reason
+FAMILY_KEYS = ('groupmixformer', 'glmix', 'maformer', 'dgt')  # folders under configs/, in model-index order
+
+# COCO/ADE20K configs that --check recounts (the others are checked against their digest only): each backbone
+# family's cheapest config (its Semantic FPN at 512x512, 2-4 s on one CPU thread), and one of each other kind of
+# model, Mask R-CNN (RPN and RoI heads), RetinaNet and UperNet, with the smallest GroupMixFormer (about 8 s each).
+# Recounting all 47 distinct models would add minutes to tests/test_model_zoo.py; these add about half a minute.
+SPOT_CHECK = (
+    'configs/groupmixformer/fpn_groupmixformer-t_8xb2-80k_ade20k-512x512.py',
+    'configs/glmix/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
+    'configs/maformer/fpn_maformer-s_8xb2-80k_ade20k-512x512.py',
+    'configs/dgt/fpn_dgt-t_8xb2-80k_ade20k-512x512.py',
+    'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_1x_coco.py',
+    'configs/groupmixformer/retinanet_groupmixformer-t_fpn_1x_coco.py',
+    'configs/groupmixformer/upernet_groupmixformer-t_8xb2-160k_ade20k-512x512.py',
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the authors published (configs/<model>/published.yml)
 
 
 @dataclass(frozen=True)
@@ -57,12 +96,25 @@ class Published:
 
 @dataclass(frozen=True)
 class Variant:
+    """An ImageNet-1k config."""
     name: str
     config: str  # relative to the repository
     input_size: int = 224  # side of the classification input: the config's evaluation size
     params: Optional[Published] = None
     flops: Optional[Published] = None
     top1: Optional[float] = None  # published ImageNet-1k top-1 of the authors' weights, which this config loads
+    top1_source: str = ''
+    weights: str = ''  # link to the official checkpoint that converts to this config
+    no_weights: str = ''  # why there is none
+
+
+@dataclass(frozen=True)
+class DenseResult:
+    """A published COCO/ADE20K figure of exactly one of our configs."""
+    task: str  # 'Object Detection', 'Instance Segmentation' or 'Semantic Segmentation'
+    dataset: str  # 'COCO' or 'ADE20K'
+    metrics: Tuple[Tuple[str, float], ...]  # e.g. (('box AP', 47.8),)
+    source: str
 
 
 @dataclass(frozen=True)
@@ -74,7 +126,11 @@ class ModelFamily:
     code: str  # our implementation, relative to the repository
     architecture: Tuple[str, ...]
     variants: Tuple[Variant, ...]
-    notes: Tuple[str, ...] = ()  # paragraphs printed under the comparison table
+    official_code: str = ''  # the authors' model file, for "Converted From"
+    converter: str = ''  # our converter of their checkpoints
+    dense_results: Tuple[Tuple[str, Tuple[DenseResult, ...]], ...] = ()  # (config name, its published results)
+    notes: Tuple[str, ...] = ()  # paragraphs printed under the ImageNet comparison table
+    dense_notes: Tuple[str, ...] = ()  # paragraphs printed under the COCO/ADE20K tables
 
     @property
     def readme(self) -> str:
@@ -84,104 +140,63 @@ class ModelFamily:
     def metafile(self) -> str:
         return f'configs/{self.key}/metafile.yml'
 
+    @property
+    def published_file(self) -> str:
+        return f'configs/{self.key}/published.yml'
 
-def _gmf(value, text, exception=''):
-    return Published(value, text, 'official README', exception)
+    @property
+    def dense_cache(self) -> str:
+        return f'configs/{self.key}/dense_complexity.yml'
+
+    @property
+    def dense_configs(self) -> Tuple[str, ...]:
+        """Every config of the folder that is not an ImageNet variant, relative to the repository."""
+        imagenet = {variant.config for variant in self.variants}
+        folder = osp.join(REPO, 'configs', self.key)
+        found = (f'configs/{self.key}/{name}' for name in os.listdir(folder) if name.endswith('.py'))
+        return tuple(sorted(config for config in found if config not in imagenet))
 
 
-_GMF_L_MISMATCH = ('the official L config, marked "need to adjust", is not the published L, which is unknown '
-                   '(no single depth change gives it; its weights were never released)')
-_GMF = 'configs/groupmixformer/groupmixformer-{}_8xb64_in1k.py'
-_GLNET = 'configs/glmix/glnet-{}_16xb128_in1k.py'
+def _published(entry: Optional[dict]) -> Optional[Published]:
+    if entry is None:
+        return None
+    return Published(float(entry['value']), str(entry['text']), entry['source'], entry.get('exception', ''))
 
-FAMILIES = (
-    ModelFamily(
-        key='groupmixformer',
-        collection='GroupMixFormer',
-        paper_title='Advancing Vision Transformers with Group-Mix Attention',
-        paper_url='https://arxiv.org/abs/2311.15157',
-        code='mixformer_mm/models/backbones/groupmixformer.py',
-        architecture=('Group-Mix Attention', 'Depthwise Separable Convolution', 'Factorized Attention',
-                      'Convolutional Relative Position Encoding'),
-        variants=(
-            Variant('GroupMixFormer-M', _GMF.format('m'), params=_gmf(5.7, '5.7M'), top1=79.6,
-                    flops=_gmf(1.4, '1.4G', 'the official code counts 1.350G too; the README rounds it up')),
-            Variant('GroupMixFormer-T', _GMF.format('t'), params=_gmf(11.0, '11.0M'), flops=_gmf(3.7, '3.7G'),
-                    top1=82.6),
-            Variant('GroupMixFormer-S', _GMF.format('s'), params=_gmf(22.4, '22.4M'), flops=_gmf(5.2, '5.2G'),
-                    top1=83.4),
-            Variant('GroupMixFormer-B', _GMF.format('b'), params=_gmf(45.8, '45.8M'), flops=_gmf(17.6, '17.6G'),
-                    top1=84.7),
-            # No top-1 for L: our L is the official config, not the (unknown) model behind the published 85.0.
-            Variant('GroupMixFormer-L', _GMF.format('l'), params=_gmf(70.3, '70.3M', _GMF_L_MISMATCH),
-                    flops=_gmf(36.1, '36.1G', _GMF_L_MISMATCH)),
-        ),
-        notes=('The published top-1 of M/T/S/B (79.6/82.6/83.4/84.7, official README) is that of the official '
-               'weights, which convert to these configs; it is in `metafile.yml`. The paper also reports L at '
-               '384² (70.3M, 86.2 top-1) without a config or weights; it has no row here.', )),
-    ModelFamily(
-        key='glmix',
-        collection='GLNet',
-        paper_title='Revisiting the Integration of Convolution and Attention for Vision Backbone',
-        paper_url='https://arxiv.org/abs/2411.14429',
-        code='mixformer_mm/models/backbones/glnet.py',
-        architecture=('GLMix Block', 'Soft Clustering', 'Multi-Head Self-Attention', 'Depthwise Convolution'),
-        variants=(
-            Variant('GLNet-STL', _GLNET.format('stl'), params=Published(30, '30M', 'official README'),
-                    flops=Published(4.4, '4.4G', 'official README'), top1=82.5),
-            Variant('GLNet-STL (param. slots)', _GLNET.format('stl-paramslot'),
-                    params=Published(30, '30M', 'official README',
-                                     'the README rounds to whole millions (29.5-30.5M prints as 30M)'),
-                    flops=Published(4.4, '4.4G', 'official README'), top1=82.1),
-            Variant('GLNet-4G', _GLNET.format('4g'), params=Published(27, '27M', 'official README'),
-                    flops=Published(4.5, '4.5G', 'official README'), top1=83.7),
-            Variant('GLNet-9G', _GLNET.format('9g'), params=Published(60, '60M', 'official README'),
-                    flops=Published(9.7, '9.7G', 'official README'), top1=84.5),
-            Variant('GLNet-16G', _GLNET.format('16g'), params=Published(106, '106M', 'official README'),
-                    flops=Published(16.7, '16.7G', 'official README'), top1=85.0),
-        ),
-        notes=('The published top-1 (official README, the official weights, which convert to these configs; 16G '
-               'with its EMA weights) is in `metafile.yml`. The paper\'s COCO FLOPs at 800×1280 were not '
-               'available to us, so the backbone column has nothing to compare with.', )),
-    ModelFamily(
-        key='maformer',
-        collection='MAFormer',
-        paper_title='MAFormer: A Transformer Network with Multi-scale Attention Fusion for Visual Recognition',
-        paper_url='https://arxiv.org/abs/2209.01620',
-        code='mixformer_mm/models/backbones/maformer.py',
-        architecture=('Multi-scale Attention Fusion', 'Window Multi-Head Self-Attention',
-                      'Global Learning with Down-sampling', 'Cross-Attention'),
-        variants=(
-            Variant('MAFormer-S', 'configs/maformer/maformer-s_8xb256_in1k.py'),
-            Variant('MAFormer-B', 'configs/maformer/maformer-b_8xb256_in1k.py'),
-            Variant('MAFormer-L', 'configs/maformer/maformer-l_8xb128_in1k.py'),
-            Variant('MAFormer-L @384', 'configs/maformer/maformer-l_8xb32_in1k-384px.py', input_size=384),
-        ),
-        notes=('The paper\'s S/B/L sizes are unknown: it publishes no params or FLOPs that could be compared, and '
-               'our S/B/L are our own design, and so are the size estimates they were built to '
-               '(`tests/test_maformer.py` checks them). MAFormer-L @384 keeps the 224 GLD grids, so its backbone '
-               'is MAFormer-L\'s.', )),
-    ModelFamily(
-        key='dgt',
-        collection='DGT',
-        paper_title='Dynamic Group Transformer: A General Vision Transformer Backbone with Dynamic Group Attention',
-        paper_url='https://arxiv.org/abs/2203.03937',
-        code='mixformer_mm/models/backbones/dgt.py',
-        architecture=('Dynamic Group Attention', 'K-Means Clustering', 'Conditional Position Encoding',
-                      'Inverted Residual Feed-Forward Network'),
-        variants=(
-            Variant('DGT-T', 'configs/dgt/dgt-t_8xb128_in1k.py'),
-            Variant('DGT-S', 'configs/dgt/dgt-s_8xb128_in1k.py'),
-            Variant('DGT-B', 'configs/dgt/dgt-b_8xb128_in1k.py'),
-        ),
-        notes=('No figure of the paper is known to us, and the variants are our own design. The analytic estimates '
-               'of their sizes in the table above are ours too (`tests/test_configs_dgt.py` checks them).', )),
-)
+
+def _parse_family(key: str, data: dict) -> ModelFamily:
+    variants = []
+    for entry in data['imagenet']:
+        top1 = entry.get('top1')
+        if bool(entry.get('weights')) == bool(entry.get('no_weights')):
+            raise ValueError(f'configs/{key}/published.yml: {entry["name"]} needs either weights or no_weights')
+        variants.append(Variant(
+            name=entry['name'], config=entry['config'], input_size=int(entry.get('input_size', 224)),
+            params=_published(entry.get('params')), flops=_published(entry.get('flops')),
+            top1=None if top1 is None else float(top1['value']), top1_source='' if top1 is None else top1['source'],
+            weights=entry.get('weights', ''), no_weights=entry.get('no_weights', '')))
+    dense_results = tuple(
+        (name, tuple(DenseResult(r['task'], r['dataset'], tuple((k, float(v)) for k, v in r['metrics'].items()),
+                                 r['source']) for r in results))
+        for name, results in (data.get('dense') or {}).items())
+    return ModelFamily(
+        key=key, collection=data['collection'], paper_title=data['paper']['title'], paper_url=data['paper']['url'],
+        code=data['code'], architecture=tuple(data['architecture']), variants=tuple(variants),
+        official_code=data.get('official_code', ''), converter=data.get('converter', ''),
+        dense_results=dense_results, notes=tuple(data.get('notes', ())),
+        dense_notes=tuple(data.get('dense_notes', ())))
+
+
+def load_family(key: str) -> ModelFamily:
+    with open(osp.join(REPO, 'configs', key, 'published.yml'), encoding='utf-8') as f:
+        return _parse_family(key, yaml.safe_load(f))
+
+
+FAMILIES = tuple(load_family(key) for key in FAMILY_KEYS)
 FAMILY_BY_KEY = {family.key: family for family in FAMILIES}
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Measuring
+# Measuring the ImageNet configs
 
 
 @dataclass(frozen=True)
@@ -239,22 +254,224 @@ def _measure_in_worker(variant: Variant) -> Measurement:
     return measure(variant)
 
 
-def measure_families(families, jobs: int = 1) -> Dict[str, Measurement]:
-    """Counts every variant of ``families``; ``jobs > 1`` counts those not cached yet in that many processes.
+def _in_processes(function, items: list, jobs: int) -> list:
+    """``[function(item) for item in items]``, in ``jobs`` processes when there is more than one item.
 
     Processes rather than threads, because a traced forward holds the GIL between its operators, and processes of
     one thread each rather than one process of several, because small operators scale worse over threads.
     """
+    if jobs <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # 'spawn': a forked child would inherit the parent's OpenMP state, which is not fork-safe
+    with ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context('spawn')) as pool:
+        return list(pool.map(function, items))
+
+
+def measure_families(families, jobs: int = 1) -> Dict[str, Measurement]:
+    """Counts every ImageNet variant of ``families``; ``jobs > 1`` counts those not cached yet in that many
+    processes."""
     variants = [variant for family in families for variant in family.variants]
     pending = [variant for variant in variants if variant not in _MEASURED]
     if jobs > 1 and len(pending) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # 'spawn': a forked child would inherit the parent's OpenMP state, which is not fork-safe
-        with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=multiprocessing.get_context('spawn')) as pool:
-            _MEASURED.update(zip(pending, pool.map(_measure_in_worker, pending)))
+        _MEASURED.update(zip(pending, _in_processes(_measure_in_worker, pending, jobs)))
     return {variant.name: measure(variant) for variant in variants}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The COCO / ADE20K configs: what each builds, and its measured cache (configs/<model>/dense_complexity.yml)
+
+DETECTORS = {'MaskRCNN': 'Mask R-CNN', 'RetinaNet': 'RetinaNet'}
+DECODERS = {'UPerHead': 'UperNet', 'FPNHead': 'Semantic FPN'}
+# (task, metric) pairs of each kind of model, as OpenMMLab's metafiles name them
+TASKS = {'Mask R-CNN': (('Object Detection', 'box AP'), ('Instance Segmentation', 'mask AP')),
+         'RetinaNet': (('Object Detection', 'box AP'), ),
+         'UperNet': (('Semantic Segmentation', 'mIoU'), ),
+         'Semantic FPN': (('Semantic Segmentation', 'mIoU'), )}
+DATASETS = {'mmdet': 'COCO', 'mmseg': 'ADE20K'}
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    config: str  # relative to the repository
+    dataset: str  # 'COCO' or 'ADE20K'
+    kind: str  # 'Mask R-CNN', 'RetinaNet', 'UperNet' or 'Semantic FPN'
+    digest: str  # of the model the config builds, init_cfg left out
+
+    @property
+    def name(self) -> str:
+        return osp.splitext(osp.basename(self.config))[0]
+
+    @property
+    def input(self) -> Tuple[int, int]:
+        return DETECTION_SIZE if self.dataset == 'COCO' else SEGMENTATION_SIZE
+
+
+@dataclass(frozen=True)
+class DenseCost:
+    input: Tuple[int, int]
+    digest: str
+    params: int
+    flops: int
+
+
+def _without_init(node):
+    """The model dict in a canonical form without what only decides the initial weights (``init_cfg``, whose path
+    also depends on where the repository is, and ``pretrained``)."""
+    if isinstance(node, dict):
+        return {str(k): _without_init(v) for k, v in sorted(node.items(), key=lambda kv: str(kv[0]))
+                if k not in ('init_cfg', 'pretrained')}
+    if isinstance(node, (list, tuple)):
+        return [_without_init(v) for v in node]
+    return node
+
+
+def model_digest(cfg) -> str:
+    text = json.dumps(_without_init(cfg.model.to_dict()), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+
+
+def _kind(cfg, config: str) -> str:
+    model_type = cfg.model.type.split('.')[-1]
+    if model_type in DETECTORS:
+        return DETECTORS[model_type]
+    head = cfg.model.get('decode_head', {}).get('type', '').split('.')[-1]
+    if model_type == 'EncoderDecoder' and head in DECODERS:
+        return DECODERS[head]
+    raise ValueError(f'{config}: a {model_type} (decode head {head!r}) is not a kind of model the model zoo knows')
+
+
+_DENSE_CONFIGS: Dict[str, DenseConfig] = {}
+
+
+def describe(config: str) -> DenseConfig:
+    """What a COCO/ADE20K config builds (reads the config; cached per process)."""
+    if config not in _DENSE_CONFIGS:
+        cfg = load_config(osp.join(REPO, config))
+        scope = cfg.get('default_scope')
+        if scope not in DATASETS:
+            raise ValueError(f'{config}: default_scope {scope!r} is neither mmdet (COCO) nor mmseg (ADE20K)')
+        _DENSE_CONFIGS[config] = DenseConfig(config, DATASETS[scope], _kind(cfg, config), model_digest(cfg))
+    return _DENSE_CONFIGS[config]
+
+
+_DENSE_MEASURED: Dict[Tuple[str, Tuple[int, int]], Tuple[int, int]] = {}  # (digest, input) -> (params, FLOPs)
+
+
+def _pin_proposal_count(detector) -> None:
+    """Makes a two-stage detector's RoI heads see exactly its RPN's ``max_per_img`` test proposals.
+
+    With random weights, NMS sometimes keeps fewer (973 of 1000 for GroupMixFormer-B's Mask R-CNN at seed 0), and
+    the box head's cost, about 14 M multiply-adds per proposal, would then depend on the random draw. Repeating
+    the kept proposals up to the budget counts the model as configured, whatever the weights.
+    """
+    rpn_head, budget = detector.rpn_head, detector.test_cfg.rpn.max_per_img
+    predict = rpn_head.predict
+
+    def predict_budget(*args, **kwargs):
+        results = predict(*args, **kwargs)
+        return [r[torch.arange(budget) % len(r)] if 0 < len(r) < budget else r for r in results]
+
+    rpn_head.predict = predict_budget
+
+
+def _count_dense(config: str) -> Tuple[int, int]:
+    """``get_flops.count`` of the config's whole model at its dataset's size, with the proposal count pinned."""
+    torch.manual_seed(0)
+    dense = describe(config)
+    measured = build_model(load_config(osp.join(REPO, config)))
+    if getattr(measured.model, 'with_rpn', False):
+        _pin_proposal_count(measured.model)
+    with torch.no_grad():
+        return count_params(measured.model), count_flops(measured, (torch.randn(1, 3, *dense.input), ))
+
+
+def _count_dense_in_worker(config: str) -> Tuple[int, int]:
+    torch.set_num_threads(1)
+    return _count_dense(config)
+
+
+def measure_dense(configs: List[str], jobs: int = 1) -> Dict[str, DenseCost]:
+    """Counts the whole models of ``configs``, each model once (a 3x config builds its 1x config's model)."""
+    dense = [describe(config) for config in configs]
+    pending = {}
+    for d in dense:
+        if (d.digest, d.input) not in _DENSE_MEASURED:
+            pending.setdefault((d.digest, d.input), d.config)
+    counts = _in_processes(_count_dense_in_worker if jobs > 1 else _count_dense, list(pending.values()), jobs)
+    _DENSE_MEASURED.update(zip(pending, counts))
+    return {d.name: DenseCost(d.input, d.digest, *_DENSE_MEASURED[(d.digest, d.input)]) for d in dense}
+
+
+_CACHE_HEADER = """\
+# Measured by `{command}`; do not edit. Whole-model params and FLOPs (multiply-adds) of each COCO config's
+# detector on one {det_h}x{det_w} (H x W) image, with its RPN and RoI heads, and of each ADE20K config's segmentor on
+# one {seg_h}x{seg_w} image, with its decode head but without the auxiliary head, as tools/analysis_tools/get_flops.py
+# counts them. `digest` identifies the model the config builds (its model dict without init_cfg): when it changes,
+# the next run of the command recounts that config; `--check` fails until then.
+"""
+
+
+def render_cache(family: ModelFamily, costs: Dict[str, DenseCost]) -> str:
+    data = {}
+    for config in family.dense_configs:
+        name = osp.splitext(osp.basename(config))[0]
+        if name in costs:
+            cost = costs[name]
+            data[name] = {'input': list(cost.input), 'digest': cost.digest, 'params': cost.params,
+                          'flops': cost.flops}
+    header = _CACHE_HEADER.format(command=_regenerate_command(family), det_h=DETECTION_SIZE[0],
+                                  det_w=DETECTION_SIZE[1], seg_h=SEGMENTATION_SIZE[0], seg_w=SEGMENTATION_SIZE[1])
+    return header + '\n' + yaml.dump(data, Dumper=_IndentedListsDumper, sort_keys=False, default_flow_style=None,
+                                     width=120)
+
+
+def read_cache(root: str, family: ModelFamily) -> Dict[str, DenseCost]:
+    """The cache of ``root``, or the repository's where ``root`` has none."""
+    text = _read(root, family.dense_cache)
+    if text is None:
+        text = _read(REPO, family.dense_cache)
+    data = yaml.safe_load(text) if text else None
+    return {name: DenseCost(tuple(entry['input']), entry['digest'], entry['params'], entry['flops'])
+            for name, entry in (data or {}).items()}
+
+
+CostsAndProblems = Tuple[Dict[str, DenseCost], List[str]]
+
+
+def dense_costs(family: ModelFamily, root: str, recount: str, jobs: int = 1) -> CostsAndProblems:
+    """The costs to write for ``family``'s COCO/ADE20K configs, and what is wrong with the cache of ``root``.
+
+    ``recount``: 'stale' recounts the configs whose entry is missing or no longer fits (writing), 'spot' the
+    configs in SPOT_CHECK (checking: a missing or unfitting entry is a problem), 'all' every config.
+    """
+    cached = read_cache(root, family)
+    dense = [describe(config) for config in family.dense_configs]
+    problems, to_count = [], []
+    for d in dense:
+        entry = cached.get(d.name)
+        fits = entry is not None and entry.digest == d.digest and entry.input == d.input
+        if recount == 'all' or (recount == 'spot' and d.config in SPOT_CHECK) or (recount == 'stale' and not fits):
+            to_count.append(d.config)
+        elif entry is None:
+            problems.append(f'{family.dense_cache}: {d.name} was never measured; run {_regenerate_command(family)}')
+        elif not fits:
+            problems.append(f'{family.dense_cache}: {d.name} builds another model than when it was measured '
+                            f'(digest {entry.digest}, now {d.digest}); run {_regenerate_command(family)}')
+    counted = measure_dense(to_count, jobs)
+    costs = {d.name: cached[d.name] for d in dense if d.name in cached}
+    for name, cost in counted.items():
+        entry = cached.get(name)
+        if recount != 'stale' and entry is not None and (entry.params, entry.flops) != (cost.params, cost.flops):
+            problems.append(f'{family.dense_cache}: {name} counts {cost.params} params and {cost.flops} FLOPs now, '
+                            f'{entry.params} and {entry.flops} when cached; run {_regenerate_command(family)} '
+                            '--recount')
+        elif recount == 'spot' and entry is None:
+            problems.append(f'{family.dense_cache}: {name} was never measured; run {_regenerate_command(family)}')
+        costs[name] = cost
+    return costs, problems
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -310,6 +527,24 @@ def published_problems(families, measurements: Dict[str, Measurement]) -> List[s
     return [c.problem for c in comparisons if c.problem]
 
 
+def dense_result_problems(family: ModelFamily) -> List[str]:
+    """Published dense results must name an existing config, and only the metrics its kind of model reports."""
+    problems = []
+    configs = {osp.splitext(osp.basename(config))[0]: config for config in family.dense_configs}
+    for name, results in family.dense_results:
+        if name not in configs:
+            problems.append(f'{family.published_file}: dense results of {name}, which is not a config of the folder')
+            continue
+        dense = describe(configs[name])
+        allowed = {(task, metric) for task, metric in TASKS[dense.kind]}
+        for result in results:
+            for metric, _ in result.metrics:
+                if result.dataset != dense.dataset or (result.task, metric) not in allowed:
+                    problems.append(f'{family.published_file}: {name} is a {dense.kind} on {dense.dataset}; it has '
+                                    f'no {result.task} {metric} on {result.dataset}')
+    return problems
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Rendering
 
@@ -324,6 +559,87 @@ def _billions(count_: int) -> str:
 
 def _regenerate_command(family: ModelFamily) -> str:
     return f'python tools/analysis_tools/model_zoo.py --models {family.key}'
+
+
+def _link(config: str) -> str:
+    base = osp.basename(config)
+    return f'[{osp.splitext(base)[0]}]({base})'
+
+
+def _weights_cell(family: ModelFamily, variant: Variant) -> str:
+    if variant.weights:
+        return f'[official]({variant.weights}), convert with `{osp.basename(family.converter)}`'
+    return variant.no_weights
+
+
+def _imagenet_table(family: ModelFamily, measurements: Dict[str, Measurement]) -> List[str]:
+    lines = ['| Model | Input | Params (M) | FLOPs (G) | Top-1 (%) | Config | Weights |',
+             '| :-- | :-: | --: | --: | :-: | :-- | :-- |']
+    for variant in family.variants:
+        m = measurements[variant.name]
+        size = variant.input_size
+        top1 = '—' if variant.top1 is None else f'{variant.top1:.1f} ({variant.top1_source})'
+        lines.append(f'| {variant.name} | {size}×{size} | {_millions(m.params)} | {_billions(m.flops)} | {top1} | '
+                     f'{_link(variant.config)} | {_weights_cell(family, variant)} |')
+    return lines
+
+
+def _converter_commands(family: ModelFamily) -> List[str]:
+    with_weights = [variant for variant in family.variants if variant.weights]
+    if not with_weights:
+        return []
+    lines = ['```bash']
+    for variant in with_weights:
+        checkpoint = osp.basename(variant.config).split('_')[0]
+        lines.append(f'python {family.converter} FILE checkpoints/{checkpoint}_in1k.pth  # {variant.name}')
+    lines.append('```')
+    return lines
+
+
+def _variant_of(family: ModelFamily, dense_name: str) -> str:
+    """The ImageNet variant whose backbone a dense config uses, from the config's name (its second field)."""
+    fields = dense_name.split('_')
+    for variant in family.variants:
+        if len(fields) > 1 and osp.basename(variant.config).startswith(fields[1] + '_'):
+            return variant.name
+    raise ValueError(f'configs/{family.key}/{dense_name}.py: no ImageNet variant of {family.key} named {fields[1:2]}')
+
+
+def _schedule(dense_name: str) -> str:
+    match = re.search(r'_(\d+x|ms-3x|ms-crop-3x|\d+k)_', dense_name) or re.search(r'-(\d+k)_', dense_name)
+    return match.group(1) if match else '—'
+
+
+def _published_metrics(family: ModelFamily, name: str) -> Dict[str, str]:
+    for config_name, results in family.dense_results:
+        if config_name == name:
+            return {metric: f'{value:.1f} ({result.source})' for result in results for metric, value in result.metrics}
+    return {}
+
+
+def _dense_table(family: ModelFamily, costs: Dict[str, DenseCost], dataset: str) -> List[str]:
+    dense = [describe(config) for config in family.dense_configs]
+    dense = [d for d in dense if d.dataset == dataset]
+    if not dense:
+        return []
+    metrics = [m for m in ('box AP', 'mask AP', 'mIoU')
+               if any(m in {metric for _, metric in TASKS[d.kind]} for d in dense)]
+    order = {kind: i for i, kind in enumerate(TASKS)}
+    variants = {variant.name: i for i, variant in enumerate(family.variants)}
+    dense.sort(key=lambda d: (order[d.kind], variants[_variant_of(family, d.name)], d.name))
+    height, width = dense[0].input
+    lines = [f'| Model | {"Detector" if dataset == "COCO" else "Segmentor"} | Schedule | Params (M) | '
+             f'FLOPs @ {height}×{width} (G) | {" | ".join(metrics)} | Config | Weights |',
+             '| :-- | :-- | :-: | --: | --: | ' + ' | '.join(':-:' for _ in metrics) + ' | :-- | :-- |']
+    for d in dense:
+        cost = costs.get(d.name)  # None only while a check reports the entry as never measured
+        params, flops = ('not measured', ) * 2 if cost is None else (_millions(cost.params), _billions(cost.flops))
+        published = _published_metrics(family, d.name)
+        reported = {metric for _, metric in TASKS[d.kind]}
+        cells = [published.get(m, '—') if m in reported else 'n/a' for m in metrics]
+        lines.append(f'| {_variant_of(family, d.name)} | {d.kind} | {_schedule(d.name)} | {params} | {flops} | '
+                     f'{" | ".join(cells)} | {_link(d.config)} | none |')
+    return lines
 
 
 def _measured_table(family: ModelFamily, measurements: Dict[str, Measurement]) -> List[str]:
@@ -369,16 +685,54 @@ def _wrapped(text: str, indent: str = '') -> str:
     return textwrap.fill(text, width=115, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
-def render_section(family: ModelFamily, measurements: Dict[str, Measurement]) -> str:
+def render_section(family: ModelFamily, measurements: Dict[str, Measurement], costs: Dict[str, DenseCost]) -> str:
     """The README text between the markers (the markers' lines excluded)."""
     height, width = DETECTION_SIZE
+    official = any(variant.weights for variant in family.variants)
+    weights = (f'Weights: the authors\' checkpoint (its link opens their share page; download the file there), '
+               f'converted with `{family.converter}` into the classifier the config loads, as the commands below '
+               'write it. No converted weights are hosted here, and the COCO and ADE20K configs have none.'
+               if official else
+               'Weights: none; the authors released no code or weights, and none of these configs has been trained '
+               'here.')
     lines = [
-        '### Complexity (measured)',
+        _wrapped(f'Generated by `{_regenerate_command(family)}` from [`published.yml`](published.yml) (the '
+                 'authors\' figures, each with its source) and our measurements; it also writes '
+                 '[`metafile.yml`](metafile.yml) and [`dense_complexity.yml`](dense_complexity.yml), and '
+                 '`tests/test_model_zoo.py` fails when this section is stale. Params and FLOPs are measured: FLOPs '
+                 'are multiply-adds (one fused multiply-add counts 1), counted by '
+                 '`mixformer_mm.utils.flops.count_flops`: mmengine\'s FlopAnalyzer plus the attention products and '
+                 'the costs that modules report analytically.'),
         '',
-        _wrapped(f'Generated by `{_regenerate_command(family)}`, which also writes [`metafile.yml`](metafile.yml); '
-                 '`tests/test_model_zoo.py` fails when this section is stale. FLOPs are multiply-adds (one fused '
-                 'multiply-add counts 1), counted by `mixformer_mm.utils.flops.count_flops`: mmengine\'s '
-                 'FlopAnalyzer plus the attention products and the costs that modules report analytically.'),
+        '### ImageNet-1k',
+        '',
+        _wrapped('Params and FLOPs of the whole classifier (backbone, pooling, head) at the config\'s evaluation '
+                 'size (Input), as `tools/analysis_tools/get_flops.py` counts it. Top-1: the published accuracy of '
+                 'the authors\' weights (source in brackets); — where none belongs to the config. ' + weights),
+        '',
+        *_imagenet_table(family, measurements),
+    ]
+    commands = _converter_commands(family)
+    if commands:
+        lines += ['', _wrapped('FILE is the downloaded checkpoint, or an http(s) URL of the file itself (the '
+                               'converter downloads it once into torch.hub\'s cache); the share pages above are '
+                               'not files.'), '', *commands]
+    for dataset, (h, w), what in (
+            ('COCO', DETECTION_SIZE, 'the whole detector (RPN and RoI heads included; a Mask R-CNN\'s RoI heads on '
+                                     'exactly its RPN\'s 1000 test proposals) on one {}×{} (H×W) image'),
+            ('ADE20K', SEGMENTATION_SIZE, 'the whole segmentor (decode head, no auxiliary head) on one {}×{} image')):
+        table = _dense_table(family, costs, dataset)
+        if table:
+            lines += ['', f'### {dataset}', '',
+                      _wrapped(f'Params and FLOPs of {what.format(h, w)}, as `tools/analysis_tools/get_flops.py '
+                               f'CONFIG --shape {h} {w}` counts it (cached in `dense_complexity.yml`). Metrics: a '
+                               'published figure of exactly this config; — where none is known.'),
+                      '', *table]
+    if family.dense_notes:
+        lines += ['', *(_wrapped(note) for note in family.dense_notes)]
+    lines += [
+        '',
+        '### Complexity (measured)',
         '',
         _wrapped('- **Params, FLOPs**: the whole ImageNet classifier of the config (backbone, pooling, head), at '
                  'the config\'s evaluation size (Input), as `tools/analysis_tools/get_flops.py` counts it.', '  '),
@@ -415,24 +769,31 @@ class _IndentedListsDumper(yaml.SafeDumper):
 
 
 _METAFILE_HEADER = """\
-# Generated by `{command}`;
-# edit tools/analysis_tools/model_zoo.py, not this file. Parameters and FLOPs are measured on the ImageNet
-# classifier of each config, at its evaluation size (224x224, or 384x384 for *-384px); FLOPs are multiply-adds.
-# No weights are released.
+# Generated by `{command}` from published.yml
+# (the authors' figures) and our measurements; edit published.yml or tools/analysis_tools/model_zoo.py, not this
+# file. Parameters and FLOPs (multiply-adds) are measured: an ImageNet config's classifier at its evaluation size
+# (224x224, or 384x384 for *-384px); a COCO config's whole detector at 800x1280 and an ADE20K config's whole
+# segmentor at 512x512 (dense_complexity.yml).
 """
 _RESULTS_COMMENT = """\
 # Results: the ImageNet-1k top-1 that the authors publish in their official README for their own weights, which
-# convert to these configs (tools/model_converters/). They are the paper's figures, not measured here.
+# convert to these configs (tools/model_converters/). They are the authors' figures, not measured here.
+"""
+_CONVERTED_COMMENT = """\
+# Converted From: the authors' checkpoint (a share page to download it from) and their model code; the converter
+# named in README.md turns it into the classifier the config loads. No converted weights are hosted.
 """
 _NO_RESULTS_COMMENT = """\
 # Results: [] where no result is known for the config (`mim search` iterates every model's Results, so a list).
 """
 
 
-def metafile_data(family: ModelFamily, measurements: Dict[str, Measurement]) -> dict:
+def metafile_data(family: ModelFamily, measurements: Dict[str, Measurement], costs: Dict[str, DenseCost]) -> dict:
+    dense = [describe(config) for config in family.dense_configs]
+    datasets = ['ImageNet-1k'] + [d for d in ('COCO', 'ADE20K') if any(x.dataset == d for x in dense)]
     collection = {
         'Name': family.collection,
-        'Metadata': {'Training Data': 'ImageNet-1k', 'Architecture': list(family.architecture)},
+        'Metadata': {'Training Data': datasets, 'Architecture': list(family.architecture)},
         'Paper': {'Title': family.paper_title, 'URL': family.paper_url},
         'README': family.readme,
         'Code': {'URL': family.code},
@@ -442,11 +803,26 @@ def metafile_data(family: ModelFamily, measurements: Dict[str, Measurement]) -> 
         m = measurements[variant.name]
         results = [] if variant.top1 is None else [
             {'Task': 'Image Classification', 'Dataset': 'ImageNet-1k', 'Metrics': {'Top 1 Accuracy': variant.top1}}]
-        models.append({'Name': osp.splitext(osp.basename(variant.config))[0],
-                       'Metadata': {'FLOPs': m.flops, 'Parameters': m.params},
+        model = {'Name': osp.splitext(osp.basename(variant.config))[0],
+                 'Metadata': {'Training Data': 'ImageNet-1k', 'FLOPs': m.flops, 'Parameters': m.params},
+                 'In Collection': family.collection,
+                 'Results': results,
+                 'Config': variant.config}
+        if variant.weights:
+            model['Converted From'] = {'Weights': variant.weights, 'Code': family.official_code}
+        models.append(model)
+    published = dict(family.dense_results)
+    for d in dense:
+        cost = costs.get(d.name)
+        if cost is None:  # only while a check reports the entry as never measured
+            continue
+        results = [{'Task': r.task, 'Dataset': r.dataset, 'Metrics': dict(r.metrics)}
+                   for r in published.get(d.name, ())]
+        models.append({'Name': d.name,
+                       'Metadata': {'Training Data': d.dataset, 'FLOPs': cost.flops, 'Parameters': cost.params},
                        'In Collection': family.collection,
                        'Results': results,
-                       'Config': variant.config})
+                       'Config': d.config})
     return {'Collections': [collection], 'Models': models}
 
 
@@ -454,11 +830,13 @@ def _yaml(data: dict) -> str:
     return yaml.dump(data, Dumper=_IndentedListsDumper, sort_keys=False, allow_unicode=True, width=120)
 
 
-def render_metafile(family: ModelFamily, measurements: Dict[str, Measurement]) -> str:
-    data = metafile_data(family, measurements)
+def render_metafile(family: ModelFamily, measurements: Dict[str, Measurement], costs: Dict[str, DenseCost]) -> str:
+    data = metafile_data(family, measurements, costs)
     header = _METAFILE_HEADER.format(command=_regenerate_command(family))
     if any(model['Results'] for model in data['Models']):
         header += _RESULTS_COMMENT
+    if any('Converted From' in model for model in data['Models']):
+        header += _CONVERTED_COMMENT
     if not all(model['Results'] for model in data['Models']):
         header += _NO_RESULTS_COMMENT
     # one block per top-level key, separated by a blank line, as OpenMMLab's metafiles are laid out
@@ -482,16 +860,21 @@ def _read(root: str, path: str) -> Optional[str]:
         return f.read()
 
 
-def expected_files(families, measurements: Dict[str, Measurement], root: str) -> Dict[str, str]:
+def expected_files(families, measurements: Dict[str, Measurement], root: str,
+                   costs: Dict[str, Dict[str, DenseCost]]) -> Dict[str, str]:
     """Every generated file's full text, keyed by path relative to the tree. A README keeps its text in ``root``
-    (or, if the tree has none, the repository's) outside the markers."""
+    (or, if the tree has none, the repository's) outside the markers. ``costs``: per family key, its COCO/ADE20K
+    configs' costs."""
     files = {'model-index.yml': render_model_index()}
     for family in families:
         readme = _read(root, family.readme)
         if readme is None:
             readme = _read(REPO, family.readme)
-        files[family.readme] = replace_section(readme, render_section(family, measurements), family.readme)
-        files[family.metafile] = render_metafile(family, measurements)
+        family_costs = costs[family.key]
+        files[family.readme] = replace_section(readme, render_section(family, measurements, family_costs),
+                                               family.readme)
+        files[family.metafile] = render_metafile(family, measurements, family_costs)
+        files[family.dense_cache] = render_cache(family, family_costs)
     return files
 
 
@@ -516,10 +899,21 @@ def write_files(expected: Dict[str, str], root: str) -> None:
             f.write(text)
 
 
-def check(families, root: str = REPO, jobs: int = 1) -> List[str]:
-    """Everything wrong with the committed tables: stale or missing files, and undocumented deviations."""
+def all_dense_costs(families, root: str, recount: str,
+                    jobs: int = 1) -> Tuple[Dict[str, Dict[str, DenseCost]], List[str]]:
+    costs, problems = {}, []
+    for family in families:
+        costs[family.key], family_problems = dense_costs(family, root, recount, jobs)
+        problems += family_problems + dense_result_problems(family)
+    return costs, problems
+
+
+def check(families, root: str = REPO, jobs: int = 1, recount_all: bool = False) -> List[str]:
+    """Everything wrong with the committed tables: stale or missing files, cache entries that are missing, no longer
+    fit their config or differ from a recount, and undocumented deviations."""
     measurements = measure_families(families, jobs)
-    return (stale_files(expected_files(families, measurements, root), root)
+    costs, problems = all_dense_costs(families, root, 'all' if recount_all else 'spot', jobs)
+    return (problems + stale_files(expected_files(families, measurements, root, costs), root)
             + published_problems(families, measurements))
 
 
@@ -529,21 +923,25 @@ def main(argv=None) -> int:
                         help='model folders under configs/ (default: all)')
     parser.add_argument('--check', action='store_true',
                         help='write nothing; exit 1 listing what is stale or off by more than 1%%')
+    parser.add_argument('--recount', action='store_true',
+                        help='count every COCO/ADE20K config again (default: writing counts those whose model '
+                        'changed, --check those in SPOT_CHECK)')
     parser.add_argument('--out-dir', default=REPO, help='tree to write to or check (default: this repository)')
-    parser.add_argument('--jobs', type=int, default=1, help='count the variants in this many processes (default 1)')
+    parser.add_argument('--jobs', type=int, default=1, help='count in this many processes (default 1)')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs must be at least 1, got {args.jobs}')
     families = [FAMILY_BY_KEY[key] for key in args.models]
     if args.check:
-        problems = check(families, args.out_dir, args.jobs)
+        problems = check(families, args.out_dir, args.jobs, args.recount)
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f'model zoo: {len(problems)} problem(s)' if problems else 'model zoo: up to date')
         return 1 if problems else 0
     measurements = measure_families(families, args.jobs)
-    write_files(expected_files(families, measurements, args.out_dir), args.out_dir)
-    for problem in published_problems(families, measurements):
+    costs, problems = all_dense_costs(families, args.out_dir, 'all' if args.recount else 'stale', args.jobs)
+    write_files(expected_files(families, measurements, args.out_dir, costs), args.out_dir)
+    for problem in problems + published_problems(families, measurements):
         print(problem, file=sys.stderr)
     return 0
 
