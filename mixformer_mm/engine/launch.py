@@ -14,6 +14,10 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset root or annotation file named by the config does not exist."""
 
 
+class EmptyImageListError(ValueError):
+    """An annotation file that lists no image."""
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if not osp.isfile(path):
         hint = ''
@@ -86,7 +90,13 @@ def check_data(cfg: Config, splits: Tuple[str, ...] = DATALOADER_KEYS) -> None:
 def _check_annotation_file(path: str, where: str, dataset_type: str) -> None:
     """A JSON annotation file must parse; a COCO-style one must have its three lists. Large files: syntax only."""
     import json
-    if not path.endswith('.json') or not osp.isfile(path):
+    if not osp.isfile(path):
+        return
+    if path.endswith('.txt') and osp.getsize(path) < (64 << 20):
+        with open(path, 'rb') as f:
+            if not any(line.strip() for line in f):  # mmengine would fail on an empty list with a numpy message
+                raise EmptyImageListError(f'{where}.ann_file: {path} lists no image (the file has no non-blank line)')
+    if not path.endswith('.json'):
         return
     with open(path, 'rb') as f:
         head = f.read(1 << 20).lstrip()
@@ -104,6 +114,8 @@ def _check_annotation_file(path: str, where: str, dataset_type: str) -> None:
         if absent:
             raise ValueError(f'{where}.ann_file: {path} is not a COCO annotation file: no list {absent} '
                              f'(it has keys {sorted(content)[:8]})')
+        if not content['images']:
+            raise EmptyImageListError(f'{where}.ann_file: {path} lists no image (its "images" list is empty)')
 
 
 def check_model_types(cfg: Config) -> None:

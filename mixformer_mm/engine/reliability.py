@@ -379,8 +379,9 @@ def check_checkpoint_fits(model, checkpoint: dict, source: str, strict: bool = T
 
 
 DEFAULT_TRAIN_HOOKS = (dict(type='RandomStateHook'), dict(type='NonFiniteLossHook'), dict(type='DatasetSizeHook'),
-                       dict(type='PreemptionHook'), dict(type='WorldSizeHook'))
-DEFAULT_TEST_HOOKS = (dict(type='DatasetSizeHook'), dict(type='CheckpointFitHook', strict=True))
+                       dict(type='PreemptionHook'), dict(type='WorldSizeHook'), dict(type='InputCheckHook'))
+DEFAULT_TEST_HOOKS = (dict(type='DatasetSizeHook'), dict(type='CheckpointFitHook', strict=True),
+                      dict(type='InputCheckHook'))
 
 
 def add_default_hooks(cfg, hooks=DEFAULT_TRAIN_HOOKS) -> None:
