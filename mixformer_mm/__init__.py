@@ -3,8 +3,11 @@
 Importing the package (``custom_imports=dict(imports=['mixformer_mm'])``) registers the backbones and the
 reliability hooks, and makes mmengine checkpoints loadable under ``torch.load``'s ``weights_only`` default.
 """
-from .utils import torch_load_compat  # noqa: F401  (must run before any checkpoint is read)
+# The torch.load allow-list is installed before anything that may read a checkpoint is imported.
+# isort: off
+from .utils import torch_load_compat  # noqa: F401
 from .version import __version__
 from . import engine, models  # noqa: F401,E402
+# isort: on
 
 __all__ = ['__version__']

@@ -76,8 +76,9 @@ def check_dump_round_trip(cfg: Config, path: str, tmp_path: Path):
 
 def build_model(cfg: Config):
     """The config's model, built with the registry of its codebase (default_scope), in eval mode."""
-    import mixformer_mm  # noqa: F401  (registers the backbones)
     from mmengine.registry import init_default_scope
+
+    import mixformer_mm  # noqa: F401  (registers the backbones)
     task = task_of(cfg)
     init_default_scope(task)
     if task == 'mmpretrain':
@@ -108,8 +109,8 @@ def check_model_runs(model, cfg: Config, backbone_type, channels, size: int):
     inputs = torch.randn(1, 3, size, size)
     with torch.no_grad():
         feats = model.backbone(inputs)
-        assert [f.shape for f in feats] == [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2))
-                                           for i in out_indices]
+        expected = [(1, channels[i], size // 2**(i + 2), size // 2**(i + 2)) for i in out_indices]
+        assert [f.shape for f in feats] == expected
         assert all(torch.isfinite(f).all() for f in feats)
         if task == 'mmpretrain':
             logits = model.head(model.neck(feats))

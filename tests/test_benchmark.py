@@ -81,8 +81,8 @@ def test_config_targets_train_in_bf16_channels_last_and_growth_is_reported(capsy
     config = os.path.join(REPO, 'configs/demo/dgt-mini_demo_cls.py')
     rows = benchmark.main([config, '--peers', 'none', '--mode', 'train', '--precision', 'bf16', '--channels-last',
                            '--isolation', 'none', '--shape', '32', '64', '--warmup', '1', '--repeats', '2'])
-    assert [(r.result.setting.shape, r.result.setting.precision) for r in rows] == [([32, 32], 'bf16'),
-                                                                                  ([64, 64], 'bf16')]
+    settings = [(r.result.setting.shape, r.result.setting.precision) for r in rows]
+    assert settings == [([32, 32], 'bf16'), ([64, 64], 'bf16')]
     growth = _table(capsys.readouterr().out.split('Growth with input size:')[1])
     assert len(growth) == 1 and growth[0]['pixels x'] == '4.00'
     assert float(growth[0]['FLOPs x']) == pytest.approx(rows[1].gflops / rows[0].gflops, abs=0.01)

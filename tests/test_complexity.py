@@ -45,6 +45,7 @@ def test_get_flops_cli_on_a_detector_at_detection_size(capsys):
 def test_sdpa_is_counted_like_the_explicit_attention_products():
     import torch
     from torch import nn
+
     from mixformer_mm.utils.flops import count_flops
 
     class Attention(nn.Module):
@@ -66,6 +67,7 @@ def test_sdpa_is_counted_like_the_explicit_attention_products():
 def test_modules_can_report_flops_the_tracer_cannot_see():
     import torch
     from torch import nn
+
     from mixformer_mm.utils.flops import count_flops
 
     class TopK(nn.Module):
@@ -86,6 +88,7 @@ def test_modules_can_report_flops_the_tracer_cannot_see():
 def test_baddbmm_is_counted_like_bmm():
     import torch
     from torch import nn
+
     from mixformer_mm.utils.flops import count_flops
 
     class Distances(nn.Module):
@@ -100,6 +103,7 @@ def test_untraced_flops_are_counted_only_by_hooks_that_exist_while_counting(monk
     """A training step does no FLOP bookkeeping: GLD's and DG-Attention's ``untraced_flops`` run only from the
     forward hooks that ``count_flops`` installs for the count and removes afterwards."""
     import torch
+
     from mixformer_mm.models.backbones import DGT, MAFormer
     from mixformer_mm.models.backbones.maformer import GlobalDownsampling
     from mixformer_mm.models.layers.dynamic_group_attention import DGAttention

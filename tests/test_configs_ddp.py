@@ -19,7 +19,6 @@ and one step. On the 2-core machine the 86 configs take about 100 s with one thr
 """
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,8 +90,9 @@ def _batch(task: str):
 def _parameters_without_gradient(task: str, model_cfg: dict):
     """Build the model, run one training step; return (the summed loss, names of trainable parameters that got
     no gradient)."""
-    import mixformer_mm  # noqa: F401  (registers the backbones)
     from mmengine.registry import init_default_scope
+
+    import mixformer_mm  # noqa: F401  (registers the backbones)
     init_default_scope(task)
     if task == 'mmpretrain':
         from mmpretrain.registry import MODELS

@@ -158,4 +158,3 @@ def test_params_and_flops_within_one_percent_of_the_spec(arch, one_thread):
     params, flops = load_script('tools/analysis_tools/get_flops.py', 'get_flops').count(cfg, (224, 224))
     assert params / 1e6 == pytest.approx(SPEC_COMPLEXITY[arch][0], rel=0.01)
     assert flops / 1e9 == pytest.approx(SPEC_COMPLEXITY[arch][1], rel=0.01)
-

@@ -64,10 +64,9 @@ def test_converter_output_loads_through_the_dense_config(tmp_path):
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    from tests.reference import groupmixformer_functional as reference
-
     import mixformer_mm  # noqa: F401  (registers the backbones)
     from mixformer_mm.models.backbones import GroupMixFormer
+    from tests.reference import groupmixformer_functional as reference
 
     spec = GroupMixFormer.arch_zoo['m']
     src = tmp_path / 'groupmixformer_miny.pth'

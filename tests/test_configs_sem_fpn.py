@@ -39,9 +39,10 @@ def test_schedule_is_pvts(path):
 def test_test_images_are_resized_to_multiples_of_32(path):
     """The val and test pipelines, run on a 375x500 image (an ADE20K-like size), give 512x704 (the resize gives
     512x683, which ResizeToMultiple rounds up to the next multiple of 32)."""
-    import mixformer_mm  # noqa: F401
     from mmcv.transforms import Compose
     from mmengine.registry import init_default_scope
+
+    import mixformer_mm  # noqa: F401
     cfg = load_config(path)
     init_default_scope('mmseg')
     for loader in (cfg.val_dataloader, cfg.test_dataloader):

@@ -33,7 +33,8 @@ DEMOS = {
     'det_maformer': ('maformer-mini_demo_det.py', MAF_ITERS, MAF_WARMUP),
 }
 TIMEOUT = 900
-NUM_VAL = {'cls': 4 * 50, 'det': 100, 'seg': 100, 'det_maformer': 100}  # val split sizes of mixformer_mm/datasets/demo_data.py
+# val split sizes of mixformer_mm/datasets/demo_data.py
+NUM_VAL = {'cls': 4 * 50, 'det': 100, 'seg': 100, 'det_maformer': 100}
 
 
 def _short_schedule(iters: int, warmup: int) -> list:

@@ -11,10 +11,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixformer_mm.models.backbones import DGT
 from mixformer_mm.models.layers import dynamic_group_attention as dga
-from mixformer_mm.models.layers.dynamic_group_attention import (DGAttention, bucket_layout,
-                                                               bucketed_group_attention, grid_shape,
-                                                               kmeans_group_queries, masked_dense_group_attention,
-                                                               num_buckets_bound, select_keys)
+from mixformer_mm.models.layers.dynamic_group_attention import (DGAttention, bucket_layout, bucketed_group_attention,
+                                                                grid_shape, kmeans_group_queries,
+                                                                masked_dense_group_attention, num_buckets_bound,
+                                                                select_keys)
 from mixformer_mm.utils.flops import count_flops
 from tests.backbone_checks import (DETECTION_HW, DETECTION_SIZE, check_bad_inputs_are_named, check_bf16_autocast_trains,
                                    check_frozen_stages, check_gradients_reach_every_parameter,
@@ -434,8 +434,8 @@ def test_pretrained_classification_backbone_loads_into_a_dense_model(tmp_path):
 
 
 def test_builds_from_every_codebase_registry():
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS as DET
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS as CLS
     from mmseg.registry import MODELS as SEG
     for scope, registry in (('mmpretrain', CLS), ('mmdet', DET), ('mmseg', SEG)):
@@ -509,6 +509,7 @@ def test_vis_groups_on_a_demo_image(tmp_path, capsys):
     import cv2
     import numpy as np
     from PIL import Image, ImageDraw
+
     from mixformer_mm.datasets.demo_data import shape_polygon
     vis = _load_tool('tools/visualization/vis_groups.py')
     config = 'configs/demo/dgt-mini_demo_cls.py'

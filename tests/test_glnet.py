@@ -445,6 +445,7 @@ def _demo_image(path, size=(75, 101)):
     """A demo-style picture (drawn shapes on a noisy background, as mixformer_mm.datasets.demo_data), odd-sized."""
     import numpy as np
     from PIL import Image, ImageDraw
+
     from mixformer_mm.datasets.demo_data import shape_polygon
     rng = np.random.default_rng(0)
     height, width = size

@@ -115,8 +115,8 @@ def test_count_launches_tool_reports_ratios_to_the_reference_and_writes_csv(tmp_
     rows = tool.main(['groupmixformer-m', '--peers', 'swin-t', '--batch-size', '1', '--shape', '64', '--csv',
                       str(out)])
     ours, swin = rows
-    assert (ours['model'], ours['reference'], swin['model'], swin['reference']) == ('groupmixformer-m', 'swin-t',
-                                                                                  'swin-t', '')
+    names = (ours['model'], ours['reference'], swin['model'], swin['reference'])
+    assert names == ('groupmixformer-m', 'swin-t', 'swin-t', '')
     assert ours['x_eval_ops'] == round(ours['eval_ops'] / swin['eval_ops'], 2)
     assert ours['x_train_ops'] == round(ours['train_ops'] / swin['train_ops'], 2)
     # the deployed forward is compared with the peer's eval forward; BatchNorms fold, so it launches fewer ops

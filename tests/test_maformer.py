@@ -14,8 +14,7 @@ from mixformer_mm.models.backbones import MAFormer
 from mixformer_mm.models.backbones.maformer import (AttentionFusion, GlobalDownsampling, resize_gld_checkpoint,
                                                     resize_token_fc)
 from tests.backbone_checks import (check_bad_inputs_are_named, check_bf16_autocast_trains, check_frozen_stages,
-                                   check_outputs, check_with_cp_matches_plain, parameters_without_gradient,
-                                   square_loss)
+                                   check_outputs, check_with_cp_matches_plain, parameters_without_gradient, square_loss)
 from tests.config_checks import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -633,8 +632,9 @@ def _window_attention(x, hw, sd, key, heads, w, shift):
     ys, xs = torch.meshgrid(torch.arange(ph), torch.arange(pw), indexing='ij')
     ys, xs = ys.flatten(), xs.flatten()
     # after a cyclic shift by -s the windows start at rows/cols -s, w - s, ...; the wrapped part is its own group
-    window = (torch.div(ys - shift, w, rounding_mode='floor') + 1) * (pw + w) + torch.div(xs - shift, w,
-                                                                                           rounding_mode='floor') + 1
+    window_row = torch.div(ys - shift, w, rounding_mode='floor') + 1
+    window_col = torch.div(xs - shift, w, rounding_mode='floor') + 1
+    window = window_row * (pw + w) + window_col
     same = window[:, None] == window[None, :]
     dy, dx = ys[:, None] - ys[None, :], xs[:, None] - xs[None, :]
     table = sd[key + '.relative_position_bias_table']

@@ -74,8 +74,8 @@ def test_mim_train_test_and_run_on_our_demo_config(demo_cwd, tmp_path):
                      '--work-dir', str(tmp_path / 'test'), cwd=demo_cwd)
     assert 'accuracy/top1:' in output, output[-2000:]
 
-    output = run_mim('run', 'mixformer_mm', 'get_flops', osp.join(REPO, 'configs', 'demo', 'groupmixformer-m_demo_cls.py'),
-                     '--shape', '64', '64', cwd=demo_cwd)
+    demo_config = osp.join(REPO, 'configs', 'demo', 'groupmixformer-m_demo_cls.py')
+    output = run_mim('run', 'mixformer_mm', 'get_flops', demo_config, '--shape', '64', '64', cwd=demo_cwd)
     assert 'GFLOPs' in output or 'FLOPs' in output, output[-2000:]
 
 

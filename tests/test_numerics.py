@@ -19,7 +19,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CLS_CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'configs/demo/*_demo_cls.py')))
 
 
-
 def _demo_backbone(config):
     return dict(load_config(os.path.join(REPO, config)).model.backbone)
 

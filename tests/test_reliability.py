@@ -16,8 +16,8 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-from mixformer_mm.engine import (CheckpointError, DataNotFoundError, NonFiniteLossError, check_data,
-                                 check_model_types, load_config)
+from mixformer_mm.engine import (CheckpointError, DataNotFoundError, NonFiniteLossError, check_data, check_model_types,
+                                 load_config)
 from mixformer_mm.engine.reliability import (atomic_torch_save, checkpoint_problem, install_atomic_checkpoint_saving,
                                              resolve_resume)
 

@@ -44,8 +44,9 @@ def test_tool():
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
     """Untrained checkpoints: scope -> path, and 'boxes' for the demo detector without its mask head."""
-    import mixformer_mm  # noqa: F401
     from mmengine.registry import MODELS, init_default_scope
+
+    import mixformer_mm  # noqa: F401
     folder = tmp_path_factory.mktemp('checkpoints')
     paths = {}
     for name, config, options in [*((s, c, {}) for s, c in DEMOS.items()),

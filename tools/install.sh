@@ -109,7 +109,7 @@ fi
 pip_install -q "setuptools<81"
 # mmseg 1.2.2 imports ftfy and regex at import time without declaring them.
 pip_install -q "mmengine>=0.10.4,<0.11" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
-  pycocotools ftfy regex "pytest>=7" "pytest-timeout" "flake8==7.5.0" "isort==9.0.2"
+  pycocotools ftfy regex "pytest>=7" "pytest-timeout" "flake8==7.5.0" "isort==5.13.2"
 # openmim, for `mim search/train/test/run mixformer_mm ...`. Without its dependency opendatalab: that pulls in
 # openxlab, which pins setuptools~=60.2 (torch 2.14 needs >= 77.0.3) and requests~=2.28; mim only calls
 # opendatalab's `odl` command for `mim download --dataset`, which is therefore not set up here.

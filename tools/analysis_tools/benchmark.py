@@ -132,13 +132,15 @@ def parse_target(name: str):
 
 
 def build_target(name: str):
-    import mixformer_mm  # noqa: F401  (registers our backbones)
     import mmpretrain.models  # noqa: F401
     from mmengine.registry import MODELS
+
+    import mixformer_mm  # noqa: F401  (registers our backbones)
     kind, arch = parse_target(name)
     if kind == 'config':
         # the classifier with its head, or a detector/segmentor up to the neck (get_flops --backbone-only)
         from get_flops import build_model
+
         from mixformer_mm.engine import load_config
         return build_model(load_config(arch), backbone_only=True)
     cfg = dict(type=kind, arch=arch, out_indices=(3, ), drop_path_rate=0.1)
@@ -151,6 +153,7 @@ def build_target(name: str):
 
 def count_flops_and_params(name: str, shape) -> Dict[str, float]:
     import torch
+
     from mixformer_mm.utils.flops import count_flops, count_params
     model = build_target(name)
     model.eval()  # some backbones' train() returns None, so no chaining
@@ -206,8 +209,9 @@ def measure(setting: Setting) -> Result:
         raise RuntimeError('benchmark: --device cuda was asked for, but torch sees no CUDA device')
     if setting.precision == 'fp16' and device.type == 'cpu':
         raise ValueError('benchmark: fp16 autocast is for CUDA; use bf16 on CPU')
-    import mixformer_mm  # noqa: F401  (imported before the baseline, so that it is not counted)
     import mmpretrain.models  # noqa: F401
+
+    import mixformer_mm  # noqa: F401  (imported before the baseline, so that it is not counted)
     if device.type == 'cpu':
         _reset_peak_rss()
         rss_before = _status_mib('VmRSS')

@@ -123,8 +123,8 @@ def markdown(rows: List[Dict[str, object]]) -> str:
     columns = [('model', 'model'), ('batch', 'batch'), ('input', 'input')]
     columns += [(k, t) for k, t in COLUMNS if any(r[k] is not None for r in rows)]
     columns += [('reference', 'x of')]
-    columns += [(f'x_{k}', f'x {t}') for k, t in COLUMNS if k in RATIO_KEYS and any(r[f'x_{k}'] is not None
-                                                                                     for r in rows)]
+    columns += [(f'x_{k}', f'x {t}') for k, t in COLUMNS
+                if k in RATIO_KEYS and any(r[f'x_{k}'] is not None for r in rows)]
     lines = ['| ' + ' | '.join(t for _, t in columns) + ' |', '|' + '---|' * len(columns)]
     for row in rows:
         lines.append('| ' + ' | '.join('' if row[k] is None else str(row[k]) for k, _ in columns) + ' |')

@@ -5,10 +5,11 @@
 
 FLOPs are multiply-adds (one fused multiply-add counts 1), counted by mmengine's FlopAnalyzer (fvcore's rules)
 on a traced forward, so matrix products inside attention (matmul/einsum/bmm) are included; so is
-``scaled_dot_product_attention`` and any analytic cost a module reports (see ``mixformer_mm.utils.flops``). Classification models
-are measured with their head, detectors with all their heads (RPN and RoI heads included) and segmentors with
-their decode head but without the auxiliary head (used only in training), as mmpretrain's, mmdet's and mmseg's
-own get_flops.py count them. ``--backbone-only`` counts detectors and segmentors up to the neck instead.
+``scaled_dot_product_attention`` and any analytic cost a module reports (see ``mixformer_mm.utils.flops``).
+Classification models are measured with their head, detectors with all their heads (RPN and RoI heads included)
+and segmentors with their decode head but without the auxiliary head (used only in training), as mmpretrain's,
+mmdet's and mmseg's own get_flops.py count them. ``--backbone-only`` counts detectors and segmentors up to the neck
+instead.
 """
 import argparse
 import os.path as osp
@@ -77,7 +78,7 @@ def main(argv=None):
         parser.error(f'--shape takes H or H W, positive; got {args.shape}')
     shape = (args.shape[0], args.shape[-1])
     what = 'backbone + neck' if args.backbone_only else 'whole model'
-    print(f'| config | input | params (M) | FLOPs (G, multiply-adds) | counted |\n|---|---|---|---|---|')
+    print('| config | input | params (M) | FLOPs (G, multiply-adds) | counted |\n|---|---|---|---|---|')
     for path in args.configs:
         cfg = load_config(path)
         params, flops = count(cfg, shape, args.backbone_only)

@@ -31,8 +31,7 @@ from torch import nn
 from mixformer_mm.models.arguments import check_one_of, merge_options
 from mixformer_mm.models.layers import checkpointed, map_to_tokens, to_channels_last, tokens_to_map
 from mixformer_mm.models.layers.attention import merge_heads, split_fused_qkv, split_heads
-from mixformer_mm.models.layers.conv_layers import (ConvPositionEncoding, overlapping_stem_grid,
-                                                    overlapping_stem_layers)
+from mixformer_mm.models.layers.conv_layers import ConvPositionEncoding, overlapping_stem_grid, overlapping_stem_layers
 from mixformer_mm.models.layers.ffn import token_ffn
 from mixformer_mm.registry import register_model
 from mixformer_mm.utils.checkpoint import load_checked_state_dict, unwrap_state_dict
