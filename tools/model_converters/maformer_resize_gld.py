@@ -26,7 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('--src-size', type=int, nargs='+', required=True,
                         help='pretrain_img_size the checkpoint was built with: S or H W')
     parser.add_argument('--dst-size', type=int, nargs='+', required=True, help='target pretrain_img_size: S or H W')
-    parser.add_argument('--gld-ratio', type=float, default=0.5, help='gld_ratio of the model (default 0.5)')
+    parser.add_argument('--gld-ratio', type=float, default=0.5, help="the model's gld_cfg ratio (default 0.5)")
     parser.add_argument('--stem', choices=('cswin', 'conv'), default='cswin',
                         help="stem of the model (default 'cswin'); it fixes the token grids of a size")
     parser.add_argument('--trust-source', action='store_true',
