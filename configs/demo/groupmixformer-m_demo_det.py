@@ -1,36 +1,17 @@
 # GroupMixFormer-M Mask R-CNN on the embedded demo data (160x160 images of drawn shapes, 3 classes, COCO format),
 # trained from scratch in a few minutes on 2 CPU cores and evaluated with COCO bbox and mask mAP on the val split.
-# The FPN and heads are narrower than the COCO defaults (64/256 channels instead of 256/1024) to fit a CPU budget.
+# The Mask R-CNN, with a narrower FPN and heads than COCO's, is ../_base_/models/demo_mask-rcnn.py.
 #   python tools/train.py configs/demo/groupmixformer-m_demo_det.py
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/models/demo_mask-rcnn.py',
     '../_base_/datasets/demo_coco.py',
     '../_base_/schedules/demo_det_250it.py',
     '../_base_/mixformer_mm.py',
 ]
 
-num_classes = 3
-fpn_channels = 64
 model = dict(
-    data_preprocessor=dict(pad_size_divisor=32),
     backbone=dict(
         _delete_=True, type='GroupMixFormer', arch='m', out_indices=(0, 1, 2, 3), drop_path_rate=0.0,
         norm_cfg=dict(type='BN')),
-    neck=dict(in_channels=[40, 80, 160, 160], out_channels=fpn_channels, num_outs=5),
-    rpn_head=dict(
-        in_channels=fpn_channels,
-        feat_channels=fpn_channels,
-        # objects are 20-70 px: anchors of 16..256 px on strides 4..64
-        anchor_generator=dict(scales=[4])),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=fpn_channels),
-        bbox_head=dict(in_channels=fpn_channels, fc_out_channels=256, num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=fpn_channels),
-        mask_head=dict(in_channels=fpn_channels, conv_out_channels=fpn_channels, num_classes=num_classes)),
-    train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(
-        rpn=dict(nms_pre=500, max_per_img=100),
-        rcnn=dict(max_per_img=20)),
+    neck=dict(in_channels=[40, 80, 160, 160]),
 )
