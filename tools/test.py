@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mixformer_mm  # noqa: E402,F401
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine.broken_data import guard_pipelines  # noqa: E402
 from mixformer_mm.engine.reliability import (DEFAULT_TEST_HOOKS, add_default_hooks,  # noqa: E402
                                              check_checkpoint_readable)
 from mmengine.config import ConfigDict, DictAction  # noqa: E402
@@ -190,6 +191,7 @@ def build_runner(args):
     check_model_types(cfg)
     if args.tta:
         use_tta(cfg)
+    guard_pipelines(cfg, ('test_dataloader', ))  # a missing, truncated or unreadable file: named, never skipped
     if args.out and scope == 'mmseg':
         stage_segmentation_maps(cfg, args.out)
     setup_distributed(cfg, args.launcher)

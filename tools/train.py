@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
+from mixformer_mm.engine.broken_data import guard_pipelines  # noqa: E402
 from mixformer_mm.engine.preemption import REQUEUE_EXIT_CODE, PreemptionHook  # noqa: E402
 from mixformer_mm.engine.reliability import (DEFAULT_TRAIN_HOOKS, add_default_hooks,  # noqa: E402
                                              install_atomic_checkpoint_saving, resolve_resume,
@@ -102,6 +103,8 @@ def main(argv=None):
     cfg = build_cfg(args)
     check_data(cfg, ('train_dataloader', ) if args.no_validate else ('train_dataloader', 'val_dataloader'))
     check_model_types(cfg)
+    guard_pipelines(cfg)  # broken files: an error naming file and index, or with broken_data.action=skip skipped
+    add_default_hooks(cfg, (dict(type='BrokenDataHook'), ))
     setup_distributed(cfg, args.launcher)
     install_atomic_checkpoint_saving()
 
