@@ -19,11 +19,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
+from mmengine.config import DictAction  # noqa: E402
+
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
 from mixformer_mm.engine import (CheckpointError, CheckpointMismatchError, check_checkpoint_fits,  # noqa: E402
                                  check_model_types, load_config)
 from mixformer_mm.engine.reliability import check_checkpoint_readable  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 TASKS = {'mmpretrain': 'classification', 'mmdet': 'detection', 'mmseg': 'segmentation'}

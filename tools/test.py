@@ -20,12 +20,13 @@ import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from mmengine.config import ConfigDict, DictAction  # noqa: E402
+
 import mixformer_mm  # noqa: E402,F401
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
 from mixformer_mm.engine.broken_data import guard_pipelines  # noqa: E402
 from mixformer_mm.engine.reliability import (DEFAULT_TEST_HOOKS, add_default_hooks,  # noqa: E402
                                              check_checkpoint_readable)
-from mmengine.config import ConfigDict, DictAction  # noqa: E402
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 

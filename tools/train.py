@@ -16,14 +16,14 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
+from mmengine.config import DictAction  # noqa: E402
+
 import mixformer_mm  # noqa: E402,F401  (registers the backbones, makes checkpoints loadable)
 from mixformer_mm.engine import check_data, check_model_types, load_config, setup_distributed  # noqa: E402
 from mixformer_mm.engine.broken_data import guard_pipelines  # noqa: E402
 from mixformer_mm.engine.preemption import REQUEUE_EXIT_CODE, PreemptionHook  # noqa: E402
 from mixformer_mm.engine.reliability import (DEFAULT_TRAIN_HOOKS, add_default_hooks,  # noqa: E402
-                                             install_atomic_checkpoint_saving, resolve_resume,
-                                             use_safe_checkpoint_hook)
-from mmengine.config import DictAction  # noqa: E402
+                                             install_atomic_checkpoint_saving, resolve_resume, use_safe_checkpoint_hook)
 
 
 def parse_args(argv=None):

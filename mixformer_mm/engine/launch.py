@@ -122,6 +122,7 @@ def check_model_types(cfg: Config) -> None:
     """``model.type`` and ``model.backbone.type`` must be registered; suggest close names when not."""
     import difflib
     import importlib
+
     from mmengine.registry import MODELS, init_default_scope
     model = cfg.get('model')
     if not isinstance(model, dict):
