@@ -18,6 +18,7 @@ import pytest
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.usefixtures('demo_data')  # copies the demo images
 DEMO_CLS = 'configs/demo/maformer-mini_demo_cls.py'
 CLASSES = ('circle', 'cross', 'square', 'triangle')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')

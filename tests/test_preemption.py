@@ -20,6 +20,9 @@ import torch
 from mixformer_mm.engine import PREEMPTED_MARKER, REQUEUE_EXIT_CODE
 from mixformer_mm.engine.reliability import checkpoint_problem
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from training_logs import logged_losses  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CLS = 'configs/demo/groupmixformer-m_demo_cls.py'
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1', PYTHON=sys.executable)
@@ -66,23 +69,6 @@ def _config(folder, max_iters=6):
     return str(path)
 
 
-def _scalars(work_dir):
-    """iteration -> logged record (loss, lr) over every run in ``work_dir`` (a resumed run adds a folder)."""
-    records = {}
-    for stamp in sorted(os.listdir(work_dir)):
-        path = os.path.join(work_dir, stamp, 'vis_data', 'scalars.json')
-        if os.path.isfile(path):
-            with open(path) as f:
-                for record in map(json.loads, filter(str.strip, f)):
-                    if 'loss' in record:
-                        records[record['iter']] = record
-    return records
-
-
-def _losses(work_dir):
-    return {i: r['loss'] for i, r in _scalars(work_dir).items()}
-
-
 def _read_until(process, pattern, lines, timeout=400):
     start = time.monotonic()
     for line in process.stdout:
@@ -123,7 +109,7 @@ def test_slurm_train_requeues_at_sigusr1_and_the_requeued_job_resumes_with_the_s
     assert marker['signal'] == 'SIGUSR1' and marker['exit_code'] == REQUEUE_EXIT_CODE
     assert 2 <= stopped_at < 6, output[-3000:]  # after the iteration running when the signal came
     assert f'stopped after iteration {stopped_at}/6' in output
-    assert sorted(_losses(work_dir)) == list(range(1, stopped_at + 1))
+    assert sorted(logged_losses(work_dir)) == list(range(1, stopped_at + 1))
     assert 'scontrol requeue 4242' in log.read_text()
     assert '--resume' not in log.read_text().splitlines()[0]
 
@@ -136,7 +122,7 @@ def test_slurm_train_requeues_at_sigusr1_and_the_requeued_job_resumes_with_the_s
     assert f'resumed epoch: 0, iter: {stopped_at}' in second.stdout + second.stderr
     assert not (work_dir / PREEMPTED_MARKER).exists()
 
-    expected, got = _losses(reference_dir), _losses(work_dir)
+    expected, got = logged_losses(reference_dir), logged_losses(work_dir)
     assert sorted(expected) == list(range(1, 7)) and sorted(got) == list(range(1, 7))
     assert [got[i] for i in range(1, 7)] == [expected[i] for i in range(1, 7)]
     final, reference_final = (torch.load(d / 'iter_6.pth', map_location='cpu') for d in (work_dir, reference_dir))
@@ -203,13 +189,13 @@ def test_two_processes_stop_at_the_same_iteration_when_one_rank_gets_sigterm(tmp
     marker, stopped_at = _stopped_checkpoint(work_dir)
     assert marker['signal'] == 'received on another rank'  # written by rank 0, which got no signal itself
     assert 2 <= stopped_at < 6 and output.count(f'stopped after iteration {stopped_at}/6') == 1
-    assert sorted(_losses(work_dir)) == list(range(1, stopped_at + 1))
+    assert sorted(logged_losses(work_dir)) == list(range(1, stopped_at + 1))
 
     resumed = _dist_train(config, work_dir, '--resume')
     resumed_out = resumed.communicate(timeout=500)[0]
     assert resumed.returncode == 0, resumed_out[-3000:]
     assert f'resumed epoch: 0, iter: {stopped_at}' in resumed_out
-    expected, got = _losses(reference_dir), _losses(work_dir)
+    expected, got = logged_losses(reference_dir), logged_losses(work_dir)
     assert sorted(got) == list(range(1, 7)) and [got[i] for i in range(1, 7)] == [expected[i] for i in range(1, 7)]
 
 

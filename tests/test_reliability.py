@@ -3,7 +3,6 @@
 Real processes where the fault is a process' fate (SIGKILL during training, a dying distributed worker); a small
 in-process mmengine Runner elsewhere, to keep the suite fast.
 """
-import json
 import os
 import re
 import signal
@@ -20,6 +19,9 @@ from mixformer_mm.engine import (CheckpointError, DataNotFoundError, NonFiniteLo
                                  load_config)
 from mixformer_mm.engine.reliability import (atomic_torch_save, checkpoint_problem, install_atomic_checkpoint_saving,
                                              resolve_resume)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from training_logs import logged_losses  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CLS = 'configs/demo/groupmixformer-m_demo_cls.py'
@@ -48,19 +50,6 @@ def _train_cmd(config, work_dir, resume=False):
     return [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir)] + (['--resume'] if resume else [])
 
 
-def _losses(work_dir):
-    """iteration -> loss over every run logged in ``work_dir`` (a resumed run adds a timestamp folder)."""
-    losses = {}
-    for stamp in sorted(os.listdir(work_dir)):
-        path = os.path.join(work_dir, stamp, 'vis_data', 'scalars.json')
-        if os.path.isfile(path):
-            with open(path) as f:
-                for record in map(json.loads, filter(str.strip, f)):
-                    if 'loss' in record:
-                        losses[record['iter']] = record['loss']
-    return losses
-
-
 # --- kill -9 and resume ------------------------------------------------------------------------------------------
 @pytest.mark.timeout(600)
 def test_sigkill_between_checkpoints_then_resume_reproduces_the_uninterrupted_losses(tmp_path):
@@ -86,7 +75,7 @@ def test_sigkill_between_checkpoints_then_resume_reproduces_the_uninterrupted_lo
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert 'resumed epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
 
-    expected, got = _losses(reference_dir), _losses(crashed_dir)
+    expected, got = logged_losses(reference_dir), logged_losses(crashed_dir)
     assert sorted(expected) == list(range(1, 7)) and sorted(got) == list(range(1, 7))
     # iterations 1-3 ran in the killed process (same seed, deterministic: identical), 3-6 in the resumed one
     assert [got[i] for i in range(1, 7)] == [expected[i] for i in range(1, 7)]

@@ -4,7 +4,6 @@ Each resumed run continues at the checkpoint's iteration with the learning rate 
 later iteration (the schedule counts iterations), and says that the batch size and the data order change. The
 losses are not compared: another world size trains other batches (mixformer_mm/engine/world_size.py).
 """
-import json
 import os
 import shutil
 import subprocess
@@ -14,6 +13,9 @@ import pytest
 import torch
 
 import mixformer_mm  # noqa: F401  (torch.load of mmengine checkpoints)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from training_logs import logged_records  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CLS = 'configs/demo/groupmixformer-m_demo_cls.py'
@@ -32,18 +34,6 @@ def _config(folder):
         "                   dict(type='CosineAnnealingLR', by_epoch=False, begin=3, end=6)]\n"
         "randomness = dict(seed=0, deterministic=True)\n")
     return str(path)
-
-
-def _records(work_dir):
-    records = {}
-    for stamp in sorted(os.listdir(work_dir)):
-        path = os.path.join(work_dir, stamp, 'vis_data', 'scalars.json')
-        if os.path.isfile(path):
-            with open(path) as f:
-                for record in map(json.loads, filter(str.strip, f)):
-                    if 'loss' in record:
-                        records[record['iter']] = record
-    return records
 
 
 def _train(config, work_dir, processes, *extra):
@@ -69,7 +59,7 @@ def test_resume_on_one_process_then_back_on_two_continues_iteration_and_learning
     config = _config(tmp_path)
     two, one, back = tmp_path / 'two', tmp_path / 'one', tmp_path / 'back'
     _train(config, two, 2)  # the uninterrupted run on 2 processes: iter_2, iter_4, iter_6
-    reference = _records(two)
+    reference = logged_records(two)
     assert sorted(reference) == list(range(1, 7))
     assert torch.load(two / 'iter_2.pth', map_location='cpu')['meta']['world_size'] == 2
 
@@ -79,7 +69,7 @@ def test_resume_on_one_process_then_back_on_two_continues_iteration_and_learning
     assert ('resuming a checkpoint trained on 2 process(es) on 1: iteration 2, the optimizer state and the '
             'learning-rate schedule continue from the checkpoint') in output
     assert 'the total batch size changes from 16 to 8' in output
-    got = _records(one)
+    got = logged_records(one)
     assert sorted(got) == [3, 4, 5, 6]
     assert [got[i]['lr'] for i in got] == [reference[i]['lr'] for i in got]
     assert torch.load(one / 'iter_4.pth', map_location='cpu')['meta']['world_size'] == 1
@@ -88,7 +78,7 @@ def test_resume_on_one_process_then_back_on_two_continues_iteration_and_learning
     output = _train(config, back, 2, '--resume')
     assert 'resumed epoch: 0, iter: 4' in output
     assert 'trained on 1 process(es) on 2' in output and 'from 8 to 16' in output
-    got = _records(back)
+    got = logged_records(back)
     assert sorted(got) == [5, 6]
     assert [got[i]['lr'] for i in got] == [reference[i]['lr'] for i in got]
     # the learning rates differ from one iteration to the next here, so a shifted schedule could not pass
