@@ -106,7 +106,9 @@ fi
 # --- OpenMMLab codebases and this package ------------------------------------------------------------------
 # mmengine resolves `mmdet::`/`mmseg::`/`mmpretrain::` config paths with pkg_resources, gone from setuptools >= 81;
 # torch 2.14 itself asks for setuptools >= 77.0.3.
-pip_install -q "setuptools<81"
+# Below 80 also because setuptools 80 turned `setup.py develop` into a PEP 660 editable install, which mim cannot
+# locate (below); `wheel` lets pip run `setup.py develop` for the editable install (without it pip takes PEP 660).
+pip_install -q "setuptools>=77.0.3,<80" wheel
 # mmseg 1.2.2 imports ftfy and regex at import time without declaring them.
 pip_install -q "mmengine>=0.10.4,<0.11" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
   pycocotools ftfy regex "pytest>=7" "pytest-timeout" "flake8==7.5.0" "isort==5.13.2"
@@ -127,9 +129,10 @@ import mixformer_mm  # noqa: F401
 import os.path, sys
 from mim.utils import get_installed_path
 if not os.path.isfile(os.path.join(get_installed_path("mixformer_mm"), ".mim", "model-index.yml")):
-    print("[install] warning: mim does not find mixformer_mm/.mim: this pip made the editable install a PEP 660 "
-          "wheel, whose distribution lives in site-packages, away from the package; `mim ... mixformer_mm` needs "
-          "`setup.py develop`'s kind of editable install or a plain `pip install .`", file=sys.stderr)
+    print("[install] warning: mim does not find mixformer_mm/.mim: the editable install is a PEP 660 one (pip "
+          "without `wheel`, or setuptools >= 80), whose distribution lives in site-packages, away from the package; "
+          "`mim ... mixformer_mm` needs an egg-link editable install (setuptools < 80 and wheel) or `pip install .`",
+          file=sys.stderr)
 print(f"[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, numpy {numpy.__version__}, "
       f"mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, "
       f"mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}")
