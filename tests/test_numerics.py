@@ -37,12 +37,10 @@ def _first_losses(config, work_dir, iters=2):
 
 
 @pytest.mark.parametrize('config', DEMO_CLS_CONFIGS)
-def test_same_seed_deterministic_runs_give_identical_losses(config, tmp_path):
-    from mixformer_mm.datasets import ensure_demo_data
+def test_same_seed_deterministic_runs_give_identical_losses(config, tmp_path, demo_data):
     cwd = os.getcwd()
     os.chdir(REPO)  # the demo configs name data/demo relative to the repository
     try:
-        ensure_demo_data('data/demo')
         first = _first_losses(config, tmp_path / 'a')
         second = _first_losses(config, tmp_path / 'b')
     finally:
