@@ -9,7 +9,7 @@ import pytest
 
 from tests.config_checks import ROOT, config_id
 
-MODELS = ('groupmixformer', 'glmix', 'dgt', 'maformer', 'swap_backbone')
+MODELS = ('groupmixformer', 'glnet', 'dgt', 'maformer', 'swap_backbone')
 DENSE = sorted(str(p.relative_to(ROOT)) for m in MODELS for p in (ROOT / 'configs' / m).glob('*.py')
                if re.search(r'_(coco|ade20k-\d+x\d+)\.py$', p.name))
 DENSE_BASES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/_base_/models').glob('*_dense.py'))
@@ -43,7 +43,7 @@ def test_comments_cite_nothing_outside_the_repository(path):
 
 
 # MAFormer's README is being rewritten separately; it joins this list once it no longer cites the design notes.
-READMES = ('configs/groupmixformer/README.md', 'configs/glmix/README.md', 'configs/dgt/README.md',
+READMES = ('configs/groupmixformer/README.md', 'configs/glnet/README.md', 'configs/dgt/README.md',
            'configs/maformer/README.md', 'configs/swap_backbone/README.md')
 
 

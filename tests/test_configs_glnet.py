@@ -1,4 +1,4 @@
-"""Every GLNet config (configs/glmix/) and demo config parses, dumps, declares its imports and pretrained weights,
+"""Every GLNet config (configs/glnet/) and demo config parses, dumps, declares its imports and pretrained weights,
 follows its recipe, and builds a model that runs.
 
 Models are built with the registry of the codebase named by the config's ``default_scope`` (mmpretrain, mmdet,
@@ -13,7 +13,7 @@ from tests.config_checks import (ROOT, arch_in_name, cached_model, check_dump_ro
                                  check_model_runs, check_weight_decay, config_id, in1k_learning_rates, load_config,
                                  pretrained_checkpoint, task_of)
 
-CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/glmix').glob('*.py'))
+CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/glnet').glob('*.py'))
 DEMOS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs/demo').glob('glnet*.py'))
 
 STAGE_CHANNELS = {
@@ -26,8 +26,8 @@ STAGE_CHANNELS = {
 IN1K_DROP_PATH = {'stl': 0.1, 'stl-paramslot': 0.1, '4g': 0.15, '9g': 0.3, '16g': 0.4}  # official README
 
 EXPECTED_FILES = (
-    [f'configs/glmix/glnet-{a}_16xb128_in1k.py' for a in STAGE_CHANNELS]
-    + [f'configs/glmix/{name}' for a in ('4g', '9g', '16g') for name in (
+    [f'configs/glnet/glnet-{a}_16xb128_in1k.py' for a in STAGE_CHANNELS]
+    + [f'configs/glnet/{name}' for a in ('4g', '9g', '16g') for name in (
         f'mask-rcnn_glnet-{a}_fpn_1x_coco.py',
         f'mask-rcnn_glnet-{a}_fpn_ms-crop-3x_coco.py',
         f'retinanet_glnet-{a}_fpn_1x_coco.py',
@@ -35,8 +35,8 @@ EXPECTED_FILES = (
         f'upernet_glnet-{a}_8xb2-160k_ade20k-512x512.py',
         f'fpn_glnet-{a}_8xb4-80k_ade20k-512x512.py',
     )]
-    + ['configs/glmix/mask-rcnn_glnet-stl_fpn_1x_coco.py',
-       'configs/glmix/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'])
+    + ['configs/glnet/mask-rcnn_glnet-stl_fpn_1x_coco.py',
+       'configs/glnet/upernet_glnet-stl_8xb2-160k_ade20k-512x512.py'])
 
 DENSE_CHECKPOINT = re.compile(r'^glnet-(stl|4g|9g|16g)_in1k\.pth$')  # the classifier, as the converter writes it
 
@@ -149,8 +149,8 @@ def test_retinanet_3x_is_1x_with_mmdets_retinanet_ms_3x_pipeline_and_schedule(ar
     import mmdet
     from mmengine.config import Config
 
-    ours = load_config(f'configs/glmix/retinanet_glnet-{arch}_fpn_ms-3x_coco.py')
-    one_x = load_config(f'configs/glmix/retinanet_glnet-{arch}_fpn_1x_coco.py')
+    ours = load_config(f'configs/glnet/retinanet_glnet-{arch}_fpn_ms-3x_coco.py')
+    one_x = load_config(f'configs/glnet/retinanet_glnet-{arch}_fpn_1x_coco.py')
     # the configs mmdet installs with itself, which `mmdet::` paths in our configs name
     reference = Config.fromfile(
         str(Path(mmdet.__file__).parent / '.mim/configs/retinanet/retinanet_r50-caffe_fpn_ms-3x_coco.py'))
@@ -179,12 +179,12 @@ def test_model_builds_and_runs(path, one_thread):
 
 
 FAMILY_REPRESENTATIVES = [
-    'configs/glmix/glnet-4g_16xb128_in1k.py',
-    'configs/glmix/glnet-16g_16xb128_in1k.py',
-    'configs/glmix/mask-rcnn_glnet-4g_fpn_1x_coco.py',
-    'configs/glmix/retinanet_glnet-4g_fpn_1x_coco.py',
-    'configs/glmix/upernet_glnet-4g_8xb2-160k_ade20k-512x512.py',
-    'configs/glmix/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
+    'configs/glnet/glnet-4g_16xb128_in1k.py',
+    'configs/glnet/glnet-16g_16xb128_in1k.py',
+    'configs/glnet/mask-rcnn_glnet-4g_fpn_1x_coco.py',
+    'configs/glnet/retinanet_glnet-4g_fpn_1x_coco.py',
+    'configs/glnet/upernet_glnet-4g_8xb2-160k_ade20k-512x512.py',
+    'configs/glnet/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
 ]
 
 
@@ -211,7 +211,7 @@ def test_weight_decay_groups(path, one_thread):
 def test_in1k_learning_rate_curve():
     """Warm-up from ~0 over 5 epochs to 2e-3, cosine to 1e-5 at epoch 300, updated per iteration."""
     epoch_length = 4
-    lrs = in1k_learning_rates(load_config('configs/glmix/glnet-4g_16xb128_in1k.py'), 300, epoch_length)
+    lrs = in1k_learning_rates(load_config('configs/glnet/glnet-4g_16xb128_in1k.py'), 300, epoch_length)
     assert lrs[0] < 1e-8
     assert lrs[5 * epoch_length] == pytest.approx(2e-3)
     assert lrs[(5 + 295 // 2) * epoch_length + 2] == pytest.approx((2e-3 + 1e-5) / 2, rel=1e-2)  # cosine midpoint

@@ -18,8 +18,8 @@ from tests.test_configs_dense_sources import DENSE
 FROM_OTHER_DIRECTORIES = [
     ('configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_1x_coco.py', 'groupmixformer-t_in1k.pth'),
     ('configs/groupmixformer/upernet_groupmixformer-b_8xb2-160k_ade20k-512x512.py', 'groupmixformer-b_in1k.pth'),
-    ('configs/glmix/retinanet_glnet-4g_fpn_ms-3x_coco.py', 'glnet-4g_in1k.pth'),
-    ('configs/glmix/mask-rcnn_glnet-stl_fpn_1x_coco.py', 'glnet-stl_in1k.pth'),
+    ('configs/glnet/retinanet_glnet-4g_fpn_ms-3x_coco.py', 'glnet-4g_in1k.pth'),
+    ('configs/glnet/mask-rcnn_glnet-stl_fpn_1x_coco.py', 'glnet-stl_in1k.pth'),
     ('configs/dgt/fpn_dgt-t_8xb2-80k_ade20k-512x512.py', 'dgt-t_in1k.pth'),
     ('configs/dgt/mask-rcnn_dgt-s_fpn_ms-3x_coco.py', 'dgt-s_in1k.pth'),
     ('configs/maformer/upernet_maformer-s_8xb2-160k_ade20k-512x512.py', 'maformer-s_in1k.pth'),
@@ -49,7 +49,7 @@ def test_checkpoint_path_does_not_depend_on_the_current_directory(path, name, tm
 def test_dumped_config_keeps_the_resolved_path(tmp_path):
     """The runner writes the config to its work_dir and `tools/test.py work_dir/<config>.py` reloads it from there:
     the path must not be re-resolved against the work_dir."""
-    cfg = load_config('configs/glmix/upernet_glnet-9g_8xb2-160k_ade20k-512x512.py')
+    cfg = load_config('configs/glnet/upernet_glnet-9g_8xb2-160k_ade20k-512x512.py')
     work_dir = tmp_path / 'work_dirs' / 'upernet'
     work_dir.mkdir(parents=True)
     cfg.dump(str(work_dir / 'upernet.py'))

@@ -67,10 +67,10 @@ def get_flops():
 @pytest.mark.parametrize('arch', ['stl', '4g', '9g', '16g'])
 def test_params_and_flops_of_the_imagenet_configs(arch, get_flops):
     from mixformer_mm.engine import load_config
-    configs = [f for f in os.listdir(os.path.join(REPO, 'configs/glmix')) if f.startswith(f'glnet-{arch}_')
+    configs = [f for f in os.listdir(os.path.join(REPO, 'configs/glnet')) if f.startswith(f'glnet-{arch}_')
                and f.endswith('_in1k.py')]
     assert len(configs) == 1, configs
-    cfg = load_config(os.path.join(REPO, 'configs/glmix', configs[0]))
+    cfg = load_config(os.path.join(REPO, 'configs/glnet', configs[0]))
     params, flops = get_flops.count(cfg, (224, 224))
     assert params == IMAGENET_PARAMS[arch]
     assert flops / 1e9 == pytest.approx(OFFICIAL_FLOPS[arch], abs=0.0005)

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MODEL_FOLDERS = ('groupmixformer', 'glmix', 'maformer', 'dgt')
+MODEL_FOLDERS = ('groupmixformer', 'glnet', 'maformer', 'dgt')
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 # Two iterations, validated once at the end (mmengine's loop always validates after the last iteration).
 TWO_ITERATIONS = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',

@@ -24,7 +24,7 @@ sys.modules['model_zoo'] = model_zoo  # the processes of --jobs find their work 
 _spec.loader.exec_module(model_zoo)
 
 REGENERATE = 'python tools/analysis_tools/model_zoo.py'
-GLNET_SPOT = 'fpn_glnet-4g_8xb4-80k_ade20k-512x512'  # glmix's config in model_zoo.SPOT_CHECK
+GLNET_SPOT = 'fpn_glnet-4g_8xb4-80k_ade20k-512x512'  # glnet's config in model_zoo.SPOT_CHECK
 
 
 @pytest.fixture(scope='module')
@@ -87,11 +87,11 @@ def _copy_family(tmp_path, family):
 def test_check_fires_on_a_stale_section_or_metafile_and_ignores_hand_written_text(
         measurements, dense, tmp_path, capsys):
     root = str(tmp_path)
-    glmix = model_zoo.FAMILY_BY_KEY['glmix']
-    assert model_zoo.main(['--models', 'glmix', '--out-dir', root]) == 0
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 0
+    glnet = model_zoo.FAMILY_BY_KEY['glnet']
+    assert model_zoo.main(['--models', 'glnet', '--out-dir', root]) == 0
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 0
 
-    readme = tmp_path / glmix.readme
+    readme = tmp_path / glnet.readme
     text = readme.read_text(encoding='utf-8')
     begin, end = text.index(model_zoo.BEGIN), text.index(model_zoo.END)
     stl_flops = f'{measurements["GLNet-STL"].flops / 1e9:.3f}'
@@ -100,26 +100,26 @@ def test_check_fires_on_a_stale_section_or_metafile_and_ignores_hand_written_tex
 
     # hand-written text outside the markers is the authors', never compared
     readme.write_text(text[:begin].replace('GLNet', 'GLNet (edited)') + text[begin:], encoding='utf-8')
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 0
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 0
     capsys.readouterr()
 
     # a stale figure inside the markers
     stale = section.replace(f'| {stl_flops} |', '| 4.000 |', 1)
     assert stale != section
     readme.write_text(text[:begin] + stale + text[end:], encoding='utf-8')
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
     err = capsys.readouterr().err
-    assert f'{glmix.readme}: stale' in err and '| 4.000 |' in err and f'| {stl_flops} |' in err
+    assert f'{glnet.readme}: stale' in err and '| 4.000 |' in err and f'| {stl_flops} |' in err
 
     # a stale metafile, then a missing one
     readme.write_text(text, encoding='utf-8')
-    metafile = tmp_path / glmix.metafile
+    metafile = tmp_path / glnet.metafile
     metafile.write_text(metafile.read_text(encoding='utf-8').replace('FLOPs: 4', 'FLOPs: 5', 1), encoding='utf-8')
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
-    assert f'{glmix.metafile}: stale' in capsys.readouterr().err
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
+    assert f'{glnet.metafile}: stale' in capsys.readouterr().err
     metafile.unlink()
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
-    assert f'{glmix.metafile}: missing' in capsys.readouterr().err
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
+    assert f'{glnet.metafile}: missing' in capsys.readouterr().err
 
 
 def _edit_cache(path, edit):
@@ -132,31 +132,31 @@ def _edit_cache(path, edit):
 
 def test_check_fires_on_a_stale_missing_or_unfitting_cache_entry(measurements, dense, tmp_path, capsys):
     root = str(tmp_path)
-    glmix = model_zoo.FAMILY_BY_KEY['glmix']
-    _copy_family(tmp_path, glmix)
-    cache = tmp_path / glmix.dense_cache
+    glnet = model_zoo.FAMILY_BY_KEY['glnet']
+    _copy_family(tmp_path, glnet)
+    cache = tmp_path / glnet.dense_cache
     committed = cache.read_text(encoding='utf-8')
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 0
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 0
     capsys.readouterr()
 
     # a recounted (spot-checked) entry whose figure is off: the recount names both figures
     def off(data):
         data[GLNET_SPOT]['flops'] += 1000
     _edit_cache(cache, off)
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
     err = capsys.readouterr().err
-    flops = dense[0]['glmix'][GLNET_SPOT].flops
+    flops = dense[0]['glnet'][GLNET_SPOT].flops
     assert f'{GLNET_SPOT} counts' in err and str(flops) in err and str(flops + 1000) in err
 
     # an entry measured for another model (not recounted by --check: its digest tells)
     other = 'mask-rcnn_glnet-16g_fpn_1x_coco'
-    assert f'configs/glmix/{other}.py' not in model_zoo.SPOT_CHECK
+    assert f'configs/glnet/{other}.py' not in model_zoo.SPOT_CHECK
     cache.write_text(committed, encoding='utf-8')
 
     def another_model(data):
         data[other]['digest'] = '0' * 16
     _edit_cache(cache, another_model)
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
     assert f'{other} builds another model than when it was measured' in capsys.readouterr().err
 
     # a config without an entry, and an entry without a config
@@ -165,15 +165,15 @@ def test_check_fires_on_a_stale_missing_or_unfitting_cache_entry(measurements, d
     def missing(data):
         del data[other]
     _edit_cache(cache, missing)
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
     assert f'{other} was never measured' in capsys.readouterr().err
     cache.write_text(committed, encoding='utf-8')
 
     def extra(data):
         data['mask-rcnn_glnet-1g_fpn_1x_coco'] = copy.deepcopy(data[other])
     _edit_cache(cache, extra)
-    assert model_zoo.main(['--models', 'glmix', '--check', '--out-dir', root]) == 1
-    assert f'{glmix.dense_cache}: stale' in capsys.readouterr().err
+    assert model_zoo.main(['--models', 'glnet', '--check', '--out-dir', root]) == 1
+    assert f'{glnet.dense_cache}: stale' in capsys.readouterr().err
 
     # regenerating recounts what no longer fits (here the spot-checked config, counted already) and drops the rest
     cache.write_text(committed, encoding='utf-8')
@@ -182,7 +182,7 @@ def test_check_fires_on_a_stale_missing_or_unfitting_cache_entry(measurements, d
         data[GLNET_SPOT]['digest'] = '0' * 16
         data[GLNET_SPOT]['flops'] = 1
     _edit_cache(cache, unfit)
-    assert model_zoo.main(['--models', 'glmix', '--out-dir', root]) == 0
+    assert model_zoo.main(['--models', 'glnet', '--out-dir', root]) == 0
     assert cache.read_text(encoding='utf-8') == committed
 
 
@@ -246,7 +246,7 @@ def test_official_checkpoints_are_the_released_ones():
     converted = {variant.name for family in model_zoo.FAMILIES for variant in family.variants if variant.weights}
     assert converted == {'GroupMixFormer-M', 'GroupMixFormer-T', 'GroupMixFormer-S', 'GroupMixFormer-B',
                          'GLNet-STL', 'GLNet-STL (param. slots)', 'GLNet-4G', 'GLNet-9G', 'GLNet-16G'}
-    gmf, glnet = model_zoo.FAMILY_BY_KEY['groupmixformer'], model_zoo.FAMILY_BY_KEY['glmix']
+    gmf, glnet = model_zoo.FAMILY_BY_KEY['groupmixformer'], model_zoo.FAMILY_BY_KEY['glnet']
     assert gmf.official_code.startswith('https://github.com/AILab-CVC/GroupMixFormer/')
     assert glnet.official_code.startswith('https://github.com/rayleizhu/GLMix/')
     urls = [variant.weights for variant in gmf.variants + glnet.variants if variant.weights]
@@ -257,20 +257,20 @@ def test_official_checkpoints_are_the_released_ones():
 
 def test_published_dense_results_go_into_the_metafile_and_the_table(measurements, dense):
     costs, _ = dense
-    glmix = model_zoo.FAMILY_BY_KEY['glmix']
-    with open(os.path.join(REPO, glmix.published_file), encoding='utf-8') as f:
+    glnet = model_zoo.FAMILY_BY_KEY['glnet']
+    with open(os.path.join(REPO, glnet.published_file), encoding='utf-8') as f:
         data = yaml.safe_load(f)
     data['dense'] = {'mask-rcnn_glnet-4g_fpn_1x_coco': [
         {'task': 'Object Detection', 'dataset': 'COCO', 'metrics': {'box AP': 12.3}, 'source': 'a test'},
         {'task': 'Instance Segmentation', 'dataset': 'COCO', 'metrics': {'mask AP': 4.5}, 'source': 'a test'}]}
-    family = model_zoo._parse_family('glmix', data)
+    family = model_zoo._parse_family('glnet', data)
     assert model_zoo.dense_result_problems(family) == []
-    meta = model_zoo.metafile_data(family, measurements, costs['glmix'])
+    meta = model_zoo.metafile_data(family, measurements, costs['glnet'])
     (model, ) = [m for m in meta['Models'] if m['Name'] == 'mask-rcnn_glnet-4g_fpn_1x_coco']
     assert model['Results'] == [
         {'Task': 'Object Detection', 'Dataset': 'COCO', 'Metrics': {'box AP': 12.3}},
         {'Task': 'Instance Segmentation', 'Dataset': 'COCO', 'Metrics': {'mask AP': 4.5}}]
-    section = model_zoo.render_section(family, measurements, costs['glmix'])
+    section = model_zoo.render_section(family, measurements, costs['glnet'])
     (row, ) = [line for line in section.splitlines() if '[mask-rcnn_glnet-4g_fpn_1x_coco]' in line]
     assert '| 12.3 (a test) | 4.5 (a test) |' in row
 
@@ -278,7 +278,7 @@ def test_published_dense_results_go_into_the_metafile_and_the_table(measurements
     data['dense'] = {'mask-rcnn_glnet-4g_fpn_1x_coco': [
         {'task': 'Semantic Segmentation', 'dataset': 'ADE20K', 'metrics': {'mIoU': 40.0}, 'source': 'a test'}],
         'mask-rcnn_glnet-1g_fpn_1x_coco': []}
-    problems = model_zoo.dense_result_problems(model_zoo._parse_family('glmix', data))
+    problems = model_zoo.dense_result_problems(model_zoo._parse_family('glnet', data))
     assert len(problems) == 2
     assert 'is a Mask R-CNN on COCO; it has no Semantic Segmentation mIoU on ADE20K' in problems[0]
     assert 'mask-rcnn_glnet-1g_fpn_1x_coco, which is not a config of the folder' in problems[1]

@@ -1,5 +1,5 @@
-# GLNet on ImageNet-1K with the official standard recipe (configs/glmix/README.md): 16 GPUs x 128
-# images = 2048, 224x224, 300 epochs. The variant configs in configs/glmix/ set arch, drop_path_rate and the head's
+# GLNet on ImageNet-1K with the official standard recipe (configs/glnet/README.md): 16 GPUs x 128
+# images = 2048, 224x224, 300 epochs. The variant configs in configs/glnet/ set arch, drop_path_rate and the head's
 # in_channels. Token-labeling training (the official *_tklb models) is not provided.
 _base_ = [
     # ImageClassifier: GAP neck, LinearClsHead with label smoothing 0.1, Mixup 0.8 / CutMix 1.0 (one of the two

@@ -4,7 +4,7 @@
 # "mini" is a custom arch with the layout of GLNet-4G (overlapped stem, GLMix stages 0-1, hybrid GLMix/attention
 # stage 2, attention stage 3, CPE and FFN depthwise conv) at a CPU-friendly size (GLNet-STL costs ~3x GroupMixFormer-M
 # per image). At 64x64 input stage 2 is 4x4, fewer pixels than the 8x8 slot grid: the pooled slot initialisation
-# repeats pixels there (configs/glmix/README.md).
+# repeats pixels there (configs/glnet/README.md).
 _base_ = [
     '../_base_/datasets/demo_cls.py',
     '../_base_/schedules/demo_cls_400it.py',

@@ -9,7 +9,7 @@
     python tools/analysis_tools/benchmark.py dgt-t --device cuda --precision bf16 --batch-size 128 \\
         --compile reduce-overhead
     # a whole config (classifier with head, or detector/segmentor up to the neck)
-    python tools/analysis_tools/benchmark.py configs/glmix/glnet-4g_16xb128_in1k.py --peers none
+    python tools/analysis_tools/benchmark.py configs/glnet/glnet-4g_16xb128_in1k.py --peers none
 
 Targets are backbone names ``<model>-<arch>`` (``groupmixformer``, ``glnet``, ``maformer``, ``dgt``, and the peers
 ``swin`` and ``convnext``; ``swin-t`` is mmpretrain's ``SwinTransformer(arch='tiny')``) or config files. Backbones

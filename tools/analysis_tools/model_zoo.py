@@ -1,7 +1,7 @@
 """Model-zoo tables and OpenMMLab metafiles: every config of the four models, measured, beside the published figures.
 
     python tools/analysis_tools/model_zoo.py                      # rewrite all four models' tables and metafiles
-    python tools/analysis_tools/model_zoo.py --models glmix dgt   # only these models
+    python tools/analysis_tools/model_zoo.py --models glnet dgt   # only these models
     python tools/analysis_tools/model_zoo.py --recount            # also recount every COCO/ADE20K config
     python tools/analysis_tools/model_zoo.py --check              # exit 1 if anything committed is stale or off
     python tools/analysis_tools/model_zoo.py --check --recount    # the same, recounting every COCO/ADE20K config
@@ -64,7 +64,7 @@ BEGIN, END = '<!-- model-zoo:begin -->', '<!-- model-zoo:end -->'
 DETECTION_SIZE = (800, 1280)  # (H, W): where detection papers of this family (GLNet's, Swin's) give FLOPs
 SEGMENTATION_SIZE = (512, 512)  # the ADE20K crop of every segmentation config here
 TOLERANCE = 0.01  # a published figure may be off by this fraction before it needs a documented reason
-FAMILY_KEYS = ('groupmixformer', 'glmix', 'maformer', 'dgt')  # folders under configs/, in model-index order
+FAMILY_KEYS = ('groupmixformer', 'glnet', 'maformer', 'dgt')  # folders under configs/, in model-index order
 
 # COCO/ADE20K configs that --check recounts (the others are checked against their digest only): each backbone
 # family's cheapest config (its Semantic FPN at 512x512, 2-4 s on one CPU thread), and one of each other kind of
@@ -72,7 +72,7 @@ FAMILY_KEYS = ('groupmixformer', 'glmix', 'maformer', 'dgt')  # folders under co
 # Recounting all 47 distinct models would add minutes to tests/test_model_zoo.py; these add about half a minute.
 SPOT_CHECK = (
     'configs/groupmixformer/fpn_groupmixformer-t_8xb2-80k_ade20k-512x512.py',
-    'configs/glmix/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
+    'configs/glnet/fpn_glnet-4g_8xb4-80k_ade20k-512x512.py',
     'configs/maformer/fpn_maformer-s_8xb2-80k_ade20k-512x512.py',
     'configs/dgt/fpn_dgt-t_8xb2-80k_ade20k-512x512.py',
     'configs/groupmixformer/mask-rcnn_groupmixformer-t_fpn_1x_coco.py',

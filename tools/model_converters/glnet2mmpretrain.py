@@ -3,7 +3,7 @@
     python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth glnet-4g_in1k.pth
     python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth glnet-4g_in1k_backbone.pth --backbone-only
 
-The first writes the classifier: configs/glmix/glnet-4g_*_in1k.py loads it with strict=True, the COCO/ADE20K
+The first writes the classifier: configs/glnet/glnet-4g_*_in1k.py loads it with strict=True, the COCO/ADE20K
 configs its backbone part (``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``) from
 checkpoints/glnet-4g_in1k.pth. The second writes the backbone alone, without the prefix, for
 ``init_cfg=dict(type='Pretrained', checkpoint=...)``.

@@ -1,13 +1,13 @@
-# GLNet-4G as the backbone of the COCO and ADE20K configs in configs/glmix/. Each 4G config puts the backbone of
+# GLNet-4G as the backbone of the COCO and ADE20K configs in configs/glnet/. Each 4G config puts the backbone of
 # its task (`{{_base_.glnet_4g_det}}`, `..._det_p3`, `..._sfpn`, `..._upernet`) in place of its parent's backbone;
 # the STL, 9G and 16G configs inherit a 4G config and change arch, drop path, checkpoint and the widths read by the
 # neck or heads. GLNet publishes no dense recipe: these are those of its sibling BiFormer (same author, BiFormer-S
-# has 4G's macro layout), see configs/glmix/README.md.
+# has 4G's macro layout), see configs/glnet/README.md.
 _base_ = ['../mixformer_mm.py']
 
-# The ImageNet-1K classifier, converted from the official checkpoint (configs/glmix/README.md) with
+# The ImageNet-1K classifier, converted from the official checkpoint (configs/glnet/README.md) with
 #   python tools/model_converters/glnet2mmpretrain.py glnet_4g.pth checkpoints/glnet-4g_in1k.pth
-# or trained with configs/glmix/glnet-4g_16xb128_in1k.py. Its `backbone.` part is loaded, as mmdet/mmseg load
+# or trained with configs/glnet/glnet-4g_16xb128_in1k.py. Its `backbone.` part is loaded, as mmdet/mmseg load
 # mmpretrain classifiers into Swin and ConvNeXt; the final norm and the head are ignored, the output norms
 # (extra_norms) are new.
 # Resolved from this file's folder ({{ fileDirname }}, which mmengine fills in when it reads the file), so

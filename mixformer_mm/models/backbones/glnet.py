@@ -2,8 +2,8 @@
 
 Zhu et al., "Revisiting the Integration of Convolution and Attention for Vision Backbone", NeurIPS 2024
 (arXiv 2411.14429); official code rayleizhu/GLMix. This implementation follows the official code
-(``configs/glmix/README.md``), quirks included, so that converted official checkpoints give the official logits.
-Where we depart (multi-scale outputs with extra norms for dense tasks), ``configs/glmix/README.md`` says so.
+(``configs/glnet/README.md``), quirks included, so that converted official checkpoints give the official logits.
+Where we depart (multi-scale outputs with extra norms for dense tasks), ``configs/glnet/README.md`` says so.
 
 Reading order, as in the paper: the GLMix block keeps a feature map twice, as a fine grid processed by
 convolutions and as a small set of semantic slots processed by attention; pixels are softly clustered into the

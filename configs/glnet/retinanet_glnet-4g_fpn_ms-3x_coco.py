@@ -1,6 +1,6 @@
 # RetinaNet + FPN, 3x (36 epochs) with multi-scale training, COCO, GLNet-4G. The paper reports this schedule but
 # no recipe is published (BiFormer has no 3x): this is the 1x recipe with mmdet's own RetinaNet multi-scale 3x
-# pipeline and steps (mmdet::retinanet/retinanet_r50-caffe_fpn_ms-3x_coco.py), assumed; see configs/glmix/README.md.
+# pipeline and steps (mmdet::retinanet/retinanet_r50-caffe_fpn_ms-3x_coco.py), assumed; see configs/glnet/README.md.
 # mmdet has no RetinaNet with Swin's crop pipeline, which the Mask R-CNN 3x configs use; without a crop, mmdet
 # names it ms-3x.
 _base_ = './retinanet_glnet-4g_fpn_1x_coco.py'

@@ -1,5 +1,5 @@
 # UperNet, ADE20K, 512x512 crops, 160k iterations, 8 GPUs x 2 images, GLNet-4G, with the recipe of its sibling
-# BiFormer (configs/glmix/README.md).
+# BiFormer (configs/glnet/README.md).
 _base_ = [
     # Swin-T UperNet: 8 GPUs x 2 images (total 16), AdamW lr 6e-5, wd 0.01, 1500-iteration linear warm-up from
     # 1e-6 x lr, then poly (power 1.0) to 0; UperHead on all four stages, auxiliary FCN head on stage 2.

@@ -1,4 +1,4 @@
-# Semantic FPN 80k, ADE20K, GLNet-16G: the 4G recipe with this variant's widths (configs/glmix/README.md).
+# Semantic FPN 80k, ADE20K, GLNet-16G: the 4G recipe with this variant's widths (configs/glnet/README.md).
 _base_ = './fpn_glnet-4g_8xb4-80k_ade20k-512x512.py'
 
 model = dict(

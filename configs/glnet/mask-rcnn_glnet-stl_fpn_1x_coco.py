@@ -1,4 +1,4 @@
-# Mask R-CNN + FPN 1x, COCO, GLNet-STL: the 4G recipe with STL's widths (configs/glmix/README.md).
+# Mask R-CNN + FPN 1x, COCO, GLNet-STL: the 4G recipe with STL's widths (configs/glnet/README.md).
 _base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
 
 model = dict(

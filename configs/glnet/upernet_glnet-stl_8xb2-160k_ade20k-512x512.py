@@ -1,4 +1,4 @@
-# UperNet 160k, ADE20K, GLNet-STL: the 4G recipe with STL's widths (configs/glmix/README.md).
+# UperNet 160k, ADE20K, GLNet-STL: the 4G recipe with STL's widths (configs/glnet/README.md).
 _base_ = './upernet_glnet-4g_8xb2-160k_ade20k-512x512.py'
 
 model = dict(

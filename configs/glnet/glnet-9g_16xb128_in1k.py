@@ -1,4 +1,4 @@
-# GLNet-9G, official recipe; see configs/glmix/README.md.
+# GLNet-9G, official recipe; see configs/glnet/README.md.
 _base_ = '../_base_/glnet_16xb128_in1k.py'
 
 model = dict(backbone=dict(arch='9g', drop_path_rate=0.3), head=dict(in_channels=768))

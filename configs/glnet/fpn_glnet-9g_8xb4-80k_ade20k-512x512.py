@@ -1,5 +1,5 @@
-# Mask R-CNN + FPN 3x multi-scale, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glmix/README.md).
-_base_ = './mask-rcnn_glnet-4g_fpn_ms-crop-3x_coco.py'
+# Semantic FPN 80k, ADE20K, GLNet-9G: the 4G recipe with this variant's widths (configs/glnet/README.md).
+_base_ = './fpn_glnet-4g_8xb4-80k_ade20k-512x512.py'
 
 model = dict(
     backbone=dict(arch='9g', drop_path_rate=0.3,  # assumed: this variant's ImageNet value (official README)

@@ -1,7 +1,7 @@
-# RetinaNet + FPN 1x, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glmix/README.md).
-_base_ = './retinanet_glnet-4g_fpn_1x_coco.py'
+# Mask R-CNN + FPN 1x, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glnet/README.md).
+_base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
 
 model = dict(
     backbone=dict(arch='9g', drop_path_rate=0.3,  # assumed: this variant's ImageNet value (official README)
                   init_cfg=dict(checkpoint='{{ fileDirname }}/../../checkpoints/glnet-9g_in1k.pth')),
-    neck=dict(in_channels=[192, 384, 768]))
+    neck=dict(in_channels=[96, 192, 384, 768]))

@@ -1,5 +1,5 @@
 # Semantic FPN, ADE20K, 512x512 crops, 80k iterations, 8 GPUs x 4 images, GLNet-4G, with the recipe of its sibling
-# BiFormer (configs/glmix/README.md).
+# BiFormer (configs/glnet/README.md).
 _base_ = [
     # FPN (256 channels, 4 levels) + FPNHead (128 channels); its ResNet backbone is replaced below
     'mmseg::_base_/models/fpn_r50.py',

@@ -1,4 +1,4 @@
-# RetinaNet + FPN, 1x (12 epochs), COCO, GLNet-4G, with the recipe of its sibling BiFormer (configs/glmix/README.md).
+# RetinaNet + FPN, 1x (12 epochs), COCO, GLNet-4G, with the recipe of its sibling BiFormer (configs/glnet/README.md).
 _base_ = [
     # RetinaNet R-50 1x: 1333x800 single scale, 8 GPUs x 2 images, steps at 8/11, 500-iteration linear warm-up;
     # FPN P3-P7 with the two extra levels convolved from the last backbone output ('on_input').

@@ -1,7 +1,7 @@
-# RetinaNet + FPN 3x multi-scale, COCO, GLNet-16G: the 4G recipe with this variant's widths (configs/glmix/README.md).
-_base_ = './retinanet_glnet-4g_fpn_ms-3x_coco.py'
+# Mask R-CNN + FPN 3x multi-scale, COCO, GLNet-16G: the 4G recipe with this variant's widths (configs/glnet/README.md).
+_base_ = './mask-rcnn_glnet-4g_fpn_ms-crop-3x_coco.py'
 
 model = dict(
     backbone=dict(arch='16g', drop_path_rate=0.4,  # assumed: this variant's ImageNet value (official README)
                   init_cfg=dict(checkpoint='{{ fileDirname }}/../../checkpoints/glnet-16g_in1k.pth')),
-    neck=dict(in_channels=[256, 512, 1024]))
+    neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN, 3x (36 epochs) with multi-scale training, COCO, GLNet-4G. The paper reports this schedule but
-# no recipe is published: this is mmdet's standard Swin 3x multi-scale recipe (assumed), see configs/glmix/README.md.
+# no recipe is published: this is mmdet's standard Swin 3x multi-scale recipe (assumed), see configs/glnet/README.md.
 _base_ = [
     # Swin-T Mask R-CNN 3x: short side 480-800 (long side <= 1333), or with probability 0.5 a 400-600 resize,
     # a 384-600 random crop and then the 480-800 resize; 8 GPUs x 2 images; AdamW lr 1e-4, wd 0.05; steps at

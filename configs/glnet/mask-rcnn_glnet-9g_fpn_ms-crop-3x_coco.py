@@ -1,5 +1,5 @@
-# Mask R-CNN + FPN 1x, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glmix/README.md).
-_base_ = './mask-rcnn_glnet-4g_fpn_1x_coco.py'
+# Mask R-CNN + FPN 3x multi-scale, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glnet/README.md).
+_base_ = './mask-rcnn_glnet-4g_fpn_ms-crop-3x_coco.py'
 
 model = dict(
     backbone=dict(arch='9g', drop_path_rate=0.3,  # assumed: this variant's ImageNet value (official README)

@@ -1,4 +1,4 @@
-# GLNet-16G, official recipe with EMA; see configs/glmix/README.md.
+# GLNet-16G, official recipe with EMA; see configs/glnet/README.md.
 _base_ = '../_base_/glnet_16xb128_in1k.py'
 
 model = dict(backbone=dict(arch='16g', drop_path_rate=0.4), head=dict(in_channels=1024))

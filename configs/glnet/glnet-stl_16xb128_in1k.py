@@ -1,4 +1,4 @@
-# GLNet-STL (Swin-T layout), official recipe; see configs/glmix/README.md.
+# GLNet-STL (Swin-T layout), official recipe; see configs/glnet/README.md.
 _base_ = '../_base_/glnet_16xb128_in1k.py'
 
 model = dict(backbone=dict(arch='stl', drop_path_rate=0.1), head=dict(in_channels=768))

@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN, 1x (12 epochs), COCO, GLNet-4G. GLNet has no released detection code or recipe; this is the
-# recipe of its sibling BiFormer (same author, same macro layout as 4G), see configs/glmix/README.md.
+# recipe of its sibling BiFormer (same author, same macro layout as 4G), see configs/glnet/README.md.
 _base_ = [
     # Swin-T Mask R-CNN 1x: 1333x800 single scale, 8 GPUs x 2 images, AdamW lr 1e-4, wd 0.05, steps at 8/11,
     # 1000-iteration linear warm-up. Its Swin backbone is replaced below.

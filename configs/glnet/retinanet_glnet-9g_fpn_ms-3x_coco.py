@@ -1,4 +1,4 @@
-# RetinaNet + FPN 3x multi-scale, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glmix/README.md).
+# RetinaNet + FPN 3x multi-scale, COCO, GLNet-9G: the 4G recipe with this variant's widths (configs/glnet/README.md).
 _base_ = './retinanet_glnet-4g_fpn_ms-3x_coco.py'
 
 model = dict(
